@@ -1,0 +1,5 @@
+"""Structured API: the Flask service and the shared core."""
+
+from app.factory import create_app
+
+__all__ = ["create_app"]

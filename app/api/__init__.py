@@ -1,0 +1,1 @@
+"""HTTP surface: unversioned blueprints (probes, docs) and one package per API version."""

@@ -1,0 +1,12 @@
+"""Version 1 of the public API (`/v1/...`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+@bp.before_request
+def _mark_version() -> None:
+    g.api_version = "1.0"

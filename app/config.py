@@ -1,0 +1,156 @@
+"""One typed settings object for every process (api, worker, beat, operator).
+
+Values come from the environment (or a `.env` file in development). Secrets have no
+default; outside development a missing or placeholder secret stops the process at
+start-up instead of running with something guessable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from typing import Any, Final, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS: Final = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
+
+
+class Environment(StrEnum):
+    """Where the process runs; only `development` and `test` may invent secrets."""
+
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """All configuration, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    app_env: Environment = Field(
+        default=Environment.PRODUCTION, description="development | test | production"
+    )
+    app_name: str = Field(default="structured-api", description="Service name in logs/traces")
+    log_level: str = Field(default="INFO", description="Root log level")
+    log_json: bool = Field(default=True, description="JSON log lines (one object per line)")
+
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Flask secret and key-derivation root. Required outside development.",
+    )
+
+    database_url: str = Field(
+        default="postgresql+psycopg2://postgres@127.0.0.1:5432/structured_api",
+        description="SQLAlchemy URL of PostgreSQL",
+    )
+    db_pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept per process")
+    db_max_overflow: int = Field(default=5, ge=0, le=100, description="Extra connections on burst")
+    db_pool_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a pooled connection"
+    )
+    db_connect_timeout: int = Field(
+        default=3, ge=1, description="Seconds to open a PostgreSQL connection"
+    )
+    db_statement_timeout_ms: int = Field(
+        default=10_000, ge=0, description="PostgreSQL statement_timeout (0 = off)"
+    )
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_socket_timeout: float = Field(
+        default=0.5, gt=0, description="Seconds per Redis command before giving up"
+    )
+    redis_connect_timeout: float = Field(
+        default=0.5, gt=0, description="Seconds to open a Redis connection"
+    )
+
+    celery_broker_url: str | None = Field(
+        default=None, description="Celery broker (defaults to REDIS_URL)"
+    )
+    celery_result_backend: str | None = Field(
+        default=None, description="Celery result backend (defaults to REDIS_URL)"
+    )
+    celery_task_always_eager: bool = Field(
+        default=False, description="Run tasks inline (only for unit tests of task bodies)"
+    )
+    celery_visibility_timeout: int = Field(
+        default=7200,
+        ge=60,
+        description="Seconds before an unacked task is redelivered; above any retry delay",
+    )
+
+    max_content_length: int = Field(
+        default=1_048_576, ge=1024, description="Largest accepted request body, bytes"
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Allowed CORS origins; empty disables CORS"
+    )
+    trusted_proxies: int = Field(
+        default=0, ge=0, le=5, description="Proxies in front whose X-Forwarded-* is trusted"
+    )
+    readiness_timeout: float = Field(
+        default=1.0, gt=0, description="Seconds each /readyz dependency check may take"
+    )
+
+    docs_enabled: bool = Field(default=True, description="Serve /docs and OpenAPI documents")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        # Heroku-style and bare URLs name no driver; pin psycopg2 explicitly.
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg2://" + value[len(prefix) :]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _fail_closed_on_secrets(self) -> Self:
+        relaxed = self.app_env in (Environment.DEVELOPMENT, Environment.TEST)
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if key.lower() in PLACEHOLDERS or len(key) < 32:
+            if not relaxed:
+                raise ValueError(
+                    "SECRET_KEY is missing, a placeholder or shorter than 32 characters; "
+                    "set it (e.g. from a Kubernetes Secret) outside development"
+                )
+            # Development and tests get a random per-process key: nothing guessable.
+            object.__setattr__(self, "secret_key", SecretStr(secrets.token_urlsafe(48)))
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        """True for the local `make dev` stack."""
+        return self.app_env is Environment.DEVELOPMENT
+
+    @property
+    def broker_url(self) -> str:
+        """Celery broker URL, defaulting to the shared Redis."""
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        """Celery result backend URL, defaulting to the shared Redis."""
+        return self.celery_result_backend or self.redis_url
+
+    def secret(self) -> str:
+        """The secret key in clear; only for code that derives keys from it."""
+        assert self.secret_key is not None  # guaranteed by the validator
+        return self.secret_key.get_secret_value()

@@ -1,0 +1,1 @@
+"""Logs, metrics and traces behind one seam (cheap when disabled)."""

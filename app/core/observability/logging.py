@@ -1,0 +1,62 @@
+"""JSON logs: one object per line, carrying request id (and trace id when tracing)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Final
+
+from flask import g, has_request_context
+
+from app.config import Settings
+
+_RESERVED: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class RequestContextFilter(logging.Filter):
+    """Copies the current request id onto every record emitted during a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id") if has_request_context() else None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object; extra fields are kept, never secrets."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_") and value is not None:
+                out[key] = value
+        if record.exc_info:
+            out["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Install one stderr handler on the root logger (idempotent across app instances)."""
+    root = logging.getLogger()
+    root.setLevel(settings.log_level.upper())
+    for handler in root.handlers:
+        if getattr(handler, "_structured_api", False):
+            return
+    handler = logging.StreamHandler(sys.stderr)
+    handler._structured_api = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestContextFilter())
+    if settings.log_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    root.addHandler(handler)

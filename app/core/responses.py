@@ -1,0 +1,94 @@
+"""The response envelope every endpoint returns, errors included.
+
+{"success", "message", "data", "error", "warnings", "meta": {"request_id", "api_version"}}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, g, has_request_context
+from pydantic import BaseModel
+
+from app.core.warnings import current_warnings
+
+JSON_MIMETYPE = "application/json"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return str(value)
+
+
+def dumps(payload: Any) -> str:
+    """Compact JSON used for every response body."""
+    return json.dumps(payload, default=_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def meta() -> dict[str, Any]:
+    """The `meta` block: request id and the API version serving the request."""
+    out: dict[str, Any] = {"request_id": None, "api_version": None}
+    if has_request_context():
+        out["request_id"] = g.get("request_id")
+        out["api_version"] = g.get("api_version")
+    return out
+
+
+def envelope(
+    *,
+    success: bool,
+    data: Any = None,
+    message: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the envelope dict, pulling warnings and meta from the request."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    return {
+        "success": success,
+        "message": message,
+        "data": data,
+        "error": error,
+        "warnings": current_warnings().to_list(),
+        "meta": meta(),
+    }
+
+
+def json_response(body: dict[str, Any], status: int = 200, headers: Any = None) -> Response:
+    """Serialise an envelope into a Flask response."""
+    response = current_app.response_class(
+        dumps(body), status=status, mimetype=JSON_MIMETYPE, headers=headers
+    )
+    return response
+
+
+def ok(
+    data: Any = None,
+    *,
+    status: int = 200,
+    message: str | None = None,
+    headers: Any = None,
+) -> Response:
+    """A success envelope."""
+    return json_response(
+        envelope(success=True, data=data, message=message), status=status, headers=headers
+    )
+
+
+def created(
+    data: Any = None, *, location: str | None = None, message: str | None = None
+) -> Response:
+    """A 201 success envelope with an optional Location header."""
+    headers = {"Location": location} if location else None
+    return ok(data, status=201, message=message, headers=headers)
+
+
+def accepted(data: Any = None, *, location: str, message: str | None = None) -> Response:
+    """A 202 success envelope pointing at the job resource."""
+    return ok(data, status=202, message=message, headers={"Location": location})

@@ -1,0 +1,68 @@
+"""Security headers for a JSON API, request size limits and opt-in CORS."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.config import Settings
+
+# The docs page needs scripts and styles from our own origin; everything else is data.
+API_CSP: Final = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+DOCS_CSP: Final = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+NO_STORE_PREFIXES: Final = ("/v1/auth/", "/v2/auth/", "/v1/admin/", "/v2/admin/")
+CORS_ALLOW_HEADERS: Final = "Authorization, Content-Type, X-API-Key, X-Request-ID, Idempotency-Key"
+CORS_EXPOSE_HEADERS: Final = (
+    "X-Request-ID, RateLimit, RateLimit-Policy, Retry-After, Deprecation, Sunset, Link, "
+    "API-Version, ETag, Location"
+)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Install the size check, security headers and (when configured) CORS."""
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    origins = frozenset(settings.cors_origins)
+
+    @app.before_request
+    def _reject_oversized_body() -> None:
+        # Flask only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse
+        # early so a large upload to any route costs nothing.
+        length = request.content_length
+        if length is not None and length > settings.max_content_length:
+            raise RequestEntityTooLarge()
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        docs = request.path == "/docs" or request.path.startswith("/docs/")
+        headers.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+        if request.path.startswith(NO_STORE_PREFIXES):
+            headers["Cache-Control"] = "no-store"
+            headers["Pragma"] = "no-cache"
+        if request.is_secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if origins:
+            _apply_cors(response, origins)
+        return response
+
+
+def _apply_cors(response: Response, origins: frozenset[str]) -> None:
+    origin = request.headers.get("Origin")
+    response.vary.add("Origin")
+    if not origin or ("*" not in origins and origin not in origins):
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE"
+        response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"

@@ -1,0 +1,62 @@
+"""Celery wired through the app factory: every task runs inside the app context.
+
+Pattern from Flask's own `examples/celery`. Broker and result backend share Redis;
+the visibility timeout is set once, in both transport and backend options, above any
+retry delay we schedule (celery docs: backends-and-brokers/redis).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from celery import Celery, Task
+from flask import Flask
+
+from app.config import Settings
+
+EXTENSION: Final = "celery"
+
+
+def init_app(app: Flask, settings: Settings) -> Celery:
+    """Create the Celery app bound to `app` and store it in `app.extensions`."""
+
+    class FlaskTask(Task):  # type: ignore[type-arg]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app: Celery = Celery(app.name, task_cls=FlaskTask)
+    transport = {
+        "visibility_timeout": settings.celery_visibility_timeout,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+    }
+    celery_app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_always_eager=settings.celery_task_always_eager,
+        task_eager_propagates=True,
+        # Long AI jobs: one message per worker process at a time.
+        worker_prefetch_multiplier=1,
+        task_acks_late=False,  # opt in per idempotent task
+        task_reject_on_worker_lost=False,
+        task_track_started=True,
+        result_expires=86_400,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        timezone="UTC",
+        enable_utc=True,
+        imports=["app.core.tasks.builtin"],
+        beat_schedule={
+            "heartbeat": {"task": "sapi.system.heartbeat", "schedule": 60.0},
+        },
+    )
+    celery_app.set_default()
+    app.extensions[EXTENSION] = celery_app
+    return celery_app

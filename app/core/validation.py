@@ -1,0 +1,73 @@
+"""Request validation with Pydantic: JSON bodies and query strings into typed models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from app.core.errors.exceptions import MalformedJSON, UnsupportedMediaType, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def pydantic_errors(exc: ValidationError) -> tuple[list[dict[str, Any]], list[str]]:
+    """Field-level errors and the list of missing required fields."""
+    errors: list[dict[str, Any]] = []
+    required: list[str] = []
+    for item in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in item["loc"]) or "__root__"
+        errors.append({"field": field, "message": item["msg"], "type": item["type"]})
+        if item["type"] == "missing":
+            required.append(field)
+    return errors, required
+
+
+def _raise_validation(exc: ValidationError) -> None:
+    errors, required = pydantic_errors(exc)
+    raise ValidationFailed(errors=errors, required_fields=required) from None
+
+
+def json_body() -> Any:
+    """The parsed JSON body: 415 if not JSON, 400 if malformed or not UTF-8."""
+    if not request.is_json:
+        raise UnsupportedMediaType(
+            details={"expected": "application/json", "got": request.mimetype or None}
+        )
+    raw = request.get_data(cache=True)
+    if not raw:
+        raise MalformedJSON("The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedJSON("The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        position = {"line": exc.lineno, "column": exc.colno}
+        raise MalformedJSON("The request body is not valid JSON.", details=position) from None
+    except RecursionError:
+        raise MalformedJSON("The request body is nested too deeply.") from None
+
+
+def parse_body(model: type[M]) -> M:
+    """Validate the JSON body into `model` (422 with field errors on failure)."""
+    payload = json_body()
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        _raise_validation(exc)
+        raise  # unreachable, keeps type checkers happy
+
+
+def parse_query(model: type[M]) -> M:
+    """Validate the query string into `model`; repeated keys become lists."""
+    data: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        data[key] = values if len(values) > 1 else values[0]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _raise_validation(exc)
+        raise

@@ -1,0 +1,1 @@
+"""Example extension: short notes stored in PostgreSQL, under `/v1/notes`."""

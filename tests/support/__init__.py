@@ -1,0 +1,1 @@
+"""Shared test helpers: service fixtures, factories, process helpers."""
