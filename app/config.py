@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import secrets
 from enum import StrEnum
-from typing import Any, Final, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDERS: Final = frozenset({"", "changeme", "change-me", "secret", "dev", "development"})
 
@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     )
 
     app_env: Environment = Field(
-        default=Environment.PRODUCTION, description="development | test | production"
+        default=Environment.PRODUCTION, description="development, test or production"
     )
     app_name: str = Field(default="structured-api", description="Service name in logs/traces")
     log_level: str = Field(default="INFO", description="Root log level")
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     max_content_length: int = Field(
         default=1_048_576, ge=1024, description="Largest accepted request body, bytes"
     )
-    cors_origins: list[str] = Field(
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Allowed CORS origins; empty disables CORS"
     )
     trusted_proxies: int = Field(
@@ -117,7 +117,8 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        # Comma-separated in the environment (`CORS_ORIGINS=https://a,https://b`).
+        if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
@@ -154,3 +155,19 @@ class Settings(BaseSettings):
         """The secret key in clear; only for code that derives keys from it."""
         assert self.secret_key is not None  # guaranteed by the validator
         return self.secret_key.get_secret_value()
+
+
+def settings_markdown() -> str:
+    """The configuration table kept in README.md (environment variable, default, meaning)."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.is_required():
+            default = "*(required)*"
+        elif field.default_factory is not None:
+            default = "`[]`" if field.default_factory is list else "*(generated)*"
+        elif isinstance(field.default, SecretStr) or field.default is None:
+            default = "*(none)*"
+        else:
+            default = f"`{getattr(field.default, 'value', field.default)}`"
+        rows.append(f"| `{name.upper()}` | {default} | {field.description or ''} |")
+    return "\n".join(rows) + "\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.api import docs, health
 from app.api.v1 import bp as v1_bp
@@ -28,6 +29,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,
     )
+    if settings.trusted_proxies:
+        # Only as many X-Forwarded-* hops as there are proxies we run; more is spoofable.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.extensions["settings"] = settings
     app.extensions["api_versions"] = dict(API_VERSIONS)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlmodel import Field, SQLModel
 
 
@@ -17,8 +19,11 @@ def utcnow() -> datetime:
 class CoreModel(SQLModel):
     """Base for table models: UUID primary key, `created_at`, `updated_at`.
 
-    `updated_at` is set by the database on every UPDATE issued through SQLAlchemy
-    (`onupdate` uses `clock_timestamp()`, not `now()`, which is frozen per transaction).
+    A new row gets one instant for both timestamps, so `updated_at > created_at` means
+    "changed since created". `updated_at` moves on every UPDATE issued through
+    SQLAlchemy (ORM flush or Core `update()`); raw SQL updates leave it alone. All
+    three values come from the process clock, so one row never mixes two clocks; the
+    server defaults only serve rows inserted by raw SQL.
     """
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -32,7 +37,14 @@ class CoreModel(SQLModel):
         sa_type=sa.DateTime(timezone=True),  # type: ignore[call-overload]
         sa_column_kwargs={
             "server_default": sa.func.now(),
-            "onupdate": sa.func.clock_timestamp(),
+            "onupdate": utcnow,
             "nullable": False,
         },
     )
+
+
+@event.listens_for(CoreModel, "before_insert", propagate=True)
+def _one_instant_on_insert(_mapper: Any, _connection: Any, target: CoreModel) -> None:
+    # Two default factories run microseconds apart; without this a fresh row would
+    # already look "updated".
+    target.updated_at = target.created_at

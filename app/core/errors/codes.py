@@ -144,3 +144,21 @@ _DESCRIPTION: dict[ErrorCode, str] = {
 }
 
 assert set(_STATUS) == set(ErrorCode) == set(_DESCRIPTION), "catalogue incomplete"
+
+
+def catalogue_markdown() -> str:
+    """The catalogue as the Markdown table kept in docs/errors.md."""
+    lines = [
+        "# Error codes",
+        "",
+        "<!-- Generated from app/core/errors/codes.py by `make docs`; a test fails on drift. -->",
+        "",
+        "Every error response carries one of these codes in `error.code`, with the HTTP",
+        "status shown. The same list is published as the `ErrorCode` schema in each",
+        "`/v{n}/openapi.json`.",
+        "",
+        "| Code | HTTP | Meaning |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{c.value}` | {c.status} | {c.description} |" for c in ErrorCode]
+    return "\n".join(lines) + "\n"

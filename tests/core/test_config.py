@@ -1,0 +1,81 @@
+"""Settings fail closed on secrets and normalise what they are given."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import Settings
+
+
+@pytest.mark.parametrize("value", [None, "", "changeme", "secret", "short-but-real"])
+def test_production_refuses_missing_placeholder_or_short_secret_key(
+    value: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(app_env="production", secret_key=value)
+
+
+def test_production_accepts_a_real_secret_key() -> None:
+    key = "k" * 48
+    settings = Settings(app_env="production", secret_key=key)
+    assert settings.secret() == key
+    assert key not in repr(settings)
+
+
+@pytest.mark.parametrize("env", ["development", "test"])
+def test_development_invents_a_random_secret_key(env: str) -> None:
+    first = Settings(app_env=env).secret()
+    second = Settings(app_env=env).secret()
+    assert len(first) >= 32 and first != second
+
+
+def test_app_env_defaults_to_production_so_forgetting_it_fails_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("APP_ENV", raising=False)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ],
+)
+def test_database_url_is_normalised_to_the_psycopg2_driver(given: str, expected: str) -> None:
+    assert Settings(app_env="test", database_url=given).database_url == expected
+
+
+def test_redis_url_must_name_a_redis_scheme() -> None:
+    with pytest.raises(ValidationError, match="redis"):
+        Settings(app_env="test", redis_url="http://cache:6379")
+
+
+def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "test")
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "2048")
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    settings = Settings()
+    assert settings.max_content_length == 2048
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_settings_are_immutable() -> None:
+    settings = Settings(app_env="test")
+    with pytest.raises(ValidationError):
+        settings.max_content_length = 1  # type: ignore[misc]
+
+
+def test_readme_configuration_table_matches_settings() -> None:
+    from pathlib import Path
+
+    from gen_docs import readme_with_settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert readme == readme_with_settings(readme), "run `make docs`"
