@@ -36,9 +36,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     app.extensions["api_versions"] = dict(API_VERSIONS)
 
-    # Order matters: the request id exists before any other hook can fail.
+    # The request pipeline (DESIGN.md section 4). before_request hooks run in the
+    # order they are registered here, so this block IS the pipeline order:
+    #   1. request id (+ trace context)      3. rate limit (keyed by caller, else IP)
+    #   2. identify caller (no DB)           4. version lifecycle (headers, 410)
+    # then per view: authorize (roles) -> validate (@operation) -> handler.
     request_context.init_app(app)
     security.init_app(app, settings)
+    # [pipeline:identify]
+    # [pipeline:ratelimit]
+    # [pipeline:versioning]
 
     db.init_app(app, settings)
     redis.init_app(app, settings)
