@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from enum import StrEnum
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +81,40 @@ class Settings(BaseSettings):
         default=7200,
         ge=60,
         description="Seconds before an unacked task is redelivered; above any retry delay",
+    )
+
+    # Observability (issue 7, docs/observability.md).
+    metrics_enabled: bool = Field(
+        default=True, description="Record Prometheus metrics and serve GET /metrics"
+    )
+    prometheus_multiproc_dir: str | None = Field(
+        default=None,
+        description="prometheus-client multiprocess directory (gunicorn and Celery workers; "
+        "wiped at start); read by prometheus-client itself at import",
+    )
+    metrics_port: int = Field(
+        default=9808, ge=0, le=65535, description="Metrics port of worker and operator processes"
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="Bind address of that metrics port (0.0.0.0 in pods)"
+    )
+    tracing_enabled: bool = Field(
+        default=False,
+        description="OpenTelemetry traces; the exporter reads the standard OTEL_EXPORTER_OTLP_* "
+        "variables",
+    )
+    otel_service_name: str | None = Field(
+        default=None, description="service.name of spans (defaults to APP_NAME)"
+    )
+    otel_traces_exporter: Literal["otlp", "console", "none"] = Field(
+        default="otlp", description="Span exporter: otlp (HTTP/protobuf), console or none"
+    )
+    otel_traces_sampler: str = Field(
+        default="parentbased_traceidratio",
+        description="OTel sampler name (always_on, traceidratio, parentbased_traceidratio, ...)",
+    )
+    otel_traces_sampler_arg: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Sampling ratio of the ratio samplers"
     )
 
     max_content_length: int = Field(

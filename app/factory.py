@@ -53,6 +53,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     checks = readiness.init_app(app, settings.readiness_timeout)
     checks.register("postgresql", lambda: db.ping(app.extensions[db.EXTENSION]))
     checks.register("redis", lambda: app.extensions[redis.EXTENSION].ping())
+    # Metrics hooks (first/last in the pipeline), /metrics, tracing (issue 7).
+    from app.core import observability
+
+    observability.init_app(app, settings)
 
     app.register_blueprint(health.bp)
     if settings.docs_enabled:

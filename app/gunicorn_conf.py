@@ -18,3 +18,47 @@ max_requests_jitter = 100 if max_requests else 0
 accesslog = None  # the app writes one JSON access line per request
 errorlog = "-"
 preload_app = False  # each worker builds its own engines: nothing crosses fork
+
+# Prometheus multiprocess mode (docs/observability.md): every worker writes its samples
+# to this directory and GET /metrics merges them. prometheus-client reads the variable
+# when a worker imports it, so it is set here, in the master, before any fork.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="sapi-prometheus-")
+
+
+def on_starting(_server: object) -> None:
+    """Empty the multiprocess directory: files of a previous run would be summed forever.
+
+    prometheus/client_python#367: leftover files also made one scrape take 40 s. Inline
+    (no app import): the master stays free of the app's modules and state.
+    """
+    from pathlib import Path
+
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def post_fork(_server: object, _worker: object) -> None:
+    """Build this worker's tracer provider after the fork (BatchSpanProcessor owns a thread)."""
+    from app.config import Settings
+    from app.core.observability import tracing
+
+    tracing.install_provider(Settings())
+
+
+def child_exit(_server: object, worker: object) -> None:
+    """Drop the dead worker's live gauges (prometheus-client multiprocess docs)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined,no-untyped-call]
+
+
+def worker_exit(_server: object, _worker: object) -> None:
+    """Flush spans still queued in the worker's BatchSpanProcessor before it exits."""
+    from app.core.observability import tracing
+
+    tracing.shutdown()

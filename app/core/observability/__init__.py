@@ -1,1 +1,83 @@
-"""Logs, metrics and traces behind one seam (cheap when disabled)."""
+"""Logs, metrics and traces behind one seam (cheap when disabled).
+
+`init_app(app, settings)` is the only call the factory makes. With metrics and tracing
+both off it registers nothing at all; with metrics on it adds two hooks and `/metrics`;
+with tracing on it instruments Flask, SQLAlchemy, Redis, httpx and Celery (tracing.py).
+Names of the metrics other subsystems record live in `metrics.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+from flask import Flask, Response, g, request
+
+from app.config import Settings
+from app.core.observability import metrics
+
+EXTENSION: Final = "observability"
+#: Methods kept as label values; anything else a client invents becomes OTHER.
+KNOWN_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+_STARTED: Final = "_metrics_started"
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Install the metrics hooks, `/metrics` and tracing as `settings` ask."""
+    app.extensions[EXTENSION] = {
+        "metrics": settings.metrics_enabled,
+        "tracing": settings.tracing_enabled,
+    }
+    if settings.metrics_enabled:
+        _install_http_metrics(app)
+        from app.api.metrics import bp
+
+        app.register_blueprint(bp)
+    if settings.tracing_enabled:
+        from app.core.observability import tracing
+
+        tracing.instrument_app(app, settings)
+
+
+def _method_label() -> str:
+    method = request.method
+    return method if method in KNOWN_METHODS else "OTHER"
+
+
+def _install_http_metrics(app: Flask) -> None:
+    """Time every request from before the pipeline's first hook to after its last one."""
+
+    def _start() -> None:
+        setattr(g, _STARTED, time.perf_counter())
+        metrics.HTTP_IN_PROGRESS.labels(_method_label()).inc()
+
+    def _record(response: Response) -> Response:
+        started: float | None = g.get(_STARTED)
+        if started is None:
+            return response
+        # The rule *template* (`/v1/notes/<uuid:note_id>`), never the path: a path carries
+        # ids and would give every resource its own series.
+        rule = request.url_rule
+        route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
+        method = _method_label()
+        version = g.get("api_version") or metrics.NO_VERSION
+        status = response.status_code
+        metrics.HTTP_REQUESTS.labels(route, method, str(status), version).inc()
+        metrics.HTTP_DURATION.labels(route, method, metrics.status_class(status), version).observe(
+            time.perf_counter() - started
+        )
+        for warning in g.get("warnings") or ():
+            metrics.WARNINGS.labels(warning.code, str(warning.level)).inc()
+        return response
+
+    def _finish(_exc: BaseException | None) -> None:
+        if g.get(_STARTED) is not None:
+            metrics.HTTP_IN_PROGRESS.labels(_method_label()).dec()
+
+    # First before_request and last after_request (Flask runs after_request hooks in
+    # reverse order), so the histogram covers the whole pipeline of DESIGN.md section 4.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    app.after_request_funcs.setdefault(None, []).insert(0, _record)
+    app.teardown_request(_finish)

@@ -9,18 +9,31 @@ import time
 from typing import Any, Final
 
 from flask import g, has_request_context
+from opentelemetry import trace
 
 from app.config import Settings
 
 _RESERVED: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
+def current_ids() -> tuple[str, str] | None:
+    """Hex trace and span id of the active span, or None outside a recorded span."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
 class RequestContextFilter(logging.Filter):
-    """Copies the current request id onto every record emitted during a request."""
+    """Copies the request id, and the trace and span ids of the active span, onto a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = g.get("request_id") if has_request_context() else None
+        if not hasattr(record, "trace_id"):
+            # W3C trace-context hex ids, as Grafana/Tempo expect to link logs to traces.
+            ids = current_ids()
+            record.trace_id, record.span_id = ids if ids else (None, None)
         return True
 
 
