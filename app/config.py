@@ -132,6 +132,32 @@ class Settings(BaseSettings):
 
     docs_enabled: bool = Field(default=True, description="Serve /docs and OpenAPI documents")
 
+    # Rate limiting and response cache (issue 4, docs/rate-limiting.md, docs/caching.md).
+    rate_limit_default_enabled: bool = Field(
+        default=True, description="Apply the default limit to requests no policy matches"
+    )
+    rate_limit_default_requests: int = Field(
+        default=600, ge=1, le=10_000_000, description="Requests per window of the default limit"
+    )
+    rate_limit_default_window: str = Field(
+        default="1m",
+        pattern=r"^[1-9][0-9]{0,6}(s|m|h|d)$",
+        description="Window of the default limit (30s, 1m, 1h, 1d)",
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None, description="Redis of the rate limiter (defaults to REDIS_URL)"
+    )
+    rate_limit_redis_timeout: float = Field(
+        default=0.2,
+        gt=0,
+        le=2,
+        description="Connect/read timeout of the limiter's Redis calls, seconds; past it the "
+        "policy's failure mode decides",
+    )
+    cache_enabled: bool = Field(
+        default=True, description="Serve opted-in GET endpoints from the Redis response cache"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:

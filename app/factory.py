@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app, settings)
     # [pipeline:identify]
     # [pipeline:ratelimit]
+    from app.core import ratelimit
+
+    ratelimit.init_app(app, settings)
     # [pipeline:versioning]
 
     db.init_app(app, settings)

@@ -52,7 +52,11 @@ class Limit(SpecModel):
     )
     window: Duration = Field(description="Window length, e.g. 1m, 1h, 1d")
     burst: int | None = Field(
-        default=None, ge=0, le=10_000_000, description="Extra requests allowed at once (GCRA burst)"
+        default=None,
+        ge=0,
+        le=10_000_000,
+        description="Extra requests allowed at once beyond one, then paced at window/requests "
+        "(GCRA burst); unset = the whole window's quota at once",
     )
 
     @model_validator(mode="after")
