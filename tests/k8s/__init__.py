@@ -1,0 +1,1 @@
+"""Tests against a real kube-apiserver + etcd, with real helm and kubectl."""
