@@ -10,3 +10,8 @@ bp = Blueprint("v1", __name__, url_prefix="/v1")
 @bp.before_request
 def _mark_version() -> None:
     g.api_version = "1.0"
+
+
+from app.api.v1 import limits  # noqa: E402 - rate limits (issue 4)
+
+bp.register_blueprint(limits.bp)

@@ -71,6 +71,7 @@ def _limit(spec: Limit, *, index: int, prefix: str, duplicate_window: bool) -> C
         index=index,
         unit=unit,  # type: ignore[arg-type]
         quantity=quantity,
+        window=spec.window,
         window_s=window_s,
         capacity=capacity,
         name=name,
@@ -117,6 +118,7 @@ def compile_rule(
         methods=frozenset(m.methods) or None,
         roles=frozenset(m.roles) or None,
         path_regex=_paths_regex(list(m.paths)),
+        paths=tuple(m.paths),
         key_kind=kind,
         header_name=header,
         request_limits=tuple(lim for lim in limits if lim.unit == "requests"),
@@ -159,6 +161,7 @@ def compile_default(default: DefaultLimit) -> CompiledRule:
         methods=None,
         roles=None,
         path_regex=None,
+        paths=(),
         key_kind="user",
         header_name=None,
         request_limits=(

@@ -34,6 +34,7 @@ class CompiledLimit:
     index: int
     unit: Unit
     quantity: int
+    window: str  # as written in the spec (`1m`)
     window_s: int
     capacity: int
     name: str  # item name in RateLimit-Policy / RateLimit (IETF draft), e.g. "free.gen.1m"
@@ -55,6 +56,7 @@ class CompiledRule:
     methods: frozenset[str] | None
     roles: frozenset[str] | None
     path_regex: re.Pattern[str] | None
+    paths: tuple[str, ...]  # the patterns path_regex was built from
     key_kind: KeyKind
     header_name: str | None  # for `header:<name>` keys, lower-cased
     request_limits: tuple[CompiledLimit, ...]
