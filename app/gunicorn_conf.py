@@ -18,6 +18,9 @@ max_requests_jitter = 100 if max_requests else 0
 accesslog = None  # the app writes one JSON access line per request
 errorlog = "-"
 preload_app = False  # each worker builds its own engines: nothing crosses fork
+# gunicorn 27's control socket defaults to ~/.gunicorn/gunicorn.ctl: shared by every
+# gunicorn of a host and unwritable under readOnlyRootFilesystem. Nothing uses it.
+control_socket_disable = True
 
 # Prometheus multiprocess mode (docs/observability.md): every worker writes its samples
 # to this directory and GET /metrics merges them. prometheus-client reads the variable
