@@ -24,10 +24,12 @@ from urllib.request import urlopen
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 
 from app import create_app
 from app.api.docs import ASSETS
 from app.config import Settings
+from app.core import db
 from app.core.security import DOCS_CSP
 from app.factory import API_VERSIONS
 from tests.support.processes import LOOPBACK, LiveServer, run_in_group, serve_in_thread
@@ -116,9 +118,15 @@ class Render:
 
 
 @pytest.fixture(scope="module")
-def docs_app(database_url: str, redis_url: str) -> Flask:
-    """The app as served by a process: built from settings, no test transaction needed."""
-    return create_app(Settings(app_env="test", database_url=database_url, redis_url=redis_url))
+def docs_app(database_url: str, redis_url: str, migrated_engine: Engine) -> Iterator[Flask]:
+    """The app as a server process builds it: from settings, on a migrated database."""
+    app = create_app(Settings(app_env="test", database_url=database_url, redis_url=redis_url))
+    yield app
+    # Background parts other subsystems may start while serving (e.g. a config watcher).
+    store = app.extensions.get("config_store")
+    if store is not None:
+        store.stop()
+    app.extensions[db.EXTENSION].dispose()
 
 
 @pytest.fixture(scope="module")

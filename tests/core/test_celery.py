@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from celery import Celery
+from sqlalchemy import Engine
 
 from app import create_app
 from app.config import Settings
@@ -44,7 +45,7 @@ def with_db(url: str, db: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def celery_settings(database_url: str, redis_url: str) -> Settings:
+def celery_settings(database_url: str, redis_url: str, migrated_engine: Engine) -> Settings:
     """Settings shared by the worker process and the test process that sends tasks."""
     return Settings(
         app_env="test", database_url=database_url, redis_url=with_db(redis_url, CELERY_REDIS_DB)
