@@ -158,6 +158,69 @@ class Settings(BaseSettings):
         default=True, description="Serve opted-in GET endpoints from the Redis response cache"
     )
 
+    # Identity and access (issue 3, docs/auth.md).
+    jwt_issuer: str = Field(default="structured-api", description="`iss` of access tokens")
+    jwt_audience: str = Field(default="structured-api", description="`aud` of access tokens")
+    jwt_signing_key: SecretStr | None = Field(
+        default=None,
+        description="PEM private key signing access tokens (Ed25519, RSA >= 2048 or EC P-256). "
+        "Required outside development/test, which derive one from SECRET_KEY.",
+    )
+    jwt_previous_signing_key: SecretStr | None = Field(
+        default=None,
+        description="An extra PEM key (private or public) accepted and published in the JWKS: "
+        "the previous key after a rotation (its tokens live until they expire) or the next "
+        "one before it signs",
+    )
+    jwt_leeway_seconds: int = Field(
+        default=5, ge=0, le=60, description="Clock skew tolerated on exp/nbf/iat"
+    )
+    access_token_ttl: int = Field(
+        default=900, ge=60, le=3600, description="Access token lifetime, seconds"
+    )
+    refresh_token_ttl: int = Field(
+        default=30 * 86_400, ge=3600, le=90 * 86_400, description="Refresh token lifetime, seconds"
+    )
+    refresh_reuse_grace_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=60,
+        description="A just-used refresh token may be presented again this long (concurrent "
+        "refreshes) before it counts as reuse and revokes its family",
+    )
+    api_key_max_per_user: int = Field(
+        default=10, ge=1, le=100, description="Active API keys one user may hold"
+    )
+    api_key_cache_ttl: int = Field(
+        default=300, ge=5, le=3600, description="Seconds a resolved API key stays in Redis"
+    )
+    api_key_last_used_flush_seconds: float = Field(
+        default=60.0, ge=1, description="Beat period flushing API-key last-used times to SQL"
+    )
+    argon2_memory_kib: int = Field(
+        default=19_456, ge=7_168, description="argon2id memory cost, KiB (OWASP: 19 MiB)"
+    )
+    argon2_time_cost: int = Field(default=2, ge=1, le=10, description="argon2id iterations")
+    argon2_parallelism: int = Field(default=1, ge=1, le=8, description="argon2id lanes")
+    login_max_failures_per_account: int = Field(
+        default=10, ge=1, description="Failed logins per account per window before 429"
+    )
+    login_max_failures_per_ip: int = Field(
+        default=100, ge=1, description="Failed logins per client IP per window before 429"
+    )
+    login_throttle_window_seconds: int = Field(
+        default=900, ge=1, description="Window of the login failure counters, seconds"
+    )
+    register_max_per_ip: int = Field(
+        default=20, ge=1, description="Registration attempts per client IP per window"
+    )
+    register_max_per_account: int = Field(
+        default=5, ge=1, description="Registration attempts per email per window"
+    )
+    register_throttle_window_seconds: int = Field(
+        default=3600, ge=1, description="Window of the registration counters, seconds"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
@@ -194,6 +257,20 @@ class Settings(BaseSettings):
                 )
             # Development and tests get a random per-process key: nothing guessable.
             object.__setattr__(self, "secret_key", SecretStr(secrets.token_urlsafe(48)))
+        return self
+
+    @model_validator(mode="after")
+    def _fail_closed_on_signing_key(self) -> Self:
+        # Development and tests derive a key from SECRET_KEY (app/core/auth/keys.py);
+        # anywhere else a missing or placeholder key must stop the process.
+        if self.app_env in (Environment.DEVELOPMENT, Environment.TEST):
+            return self
+        key = self.jwt_signing_key.get_secret_value() if self.jwt_signing_key else ""
+        if key.strip().lower() in PLACEHOLDERS or "PRIVATE KEY-----" not in key:
+            raise ValueError(
+                "JWT_SIGNING_KEY is missing or not a PEM private key; set it (e.g. from a "
+                "Kubernetes Secret) outside development"
+            )
         return self
 
     @property

@@ -1,0 +1,66 @@
+"""The per-app auth state kept in `app.extensions["auth"]` and handed to services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from functools import cached_property
+from typing import Any, Final
+
+from flask import current_app
+from redis import Redis
+
+from app.config import Settings
+from app.core.auth.apikey_cache import ApiKeyCache, RejectedKey, ResolvedKey
+from app.core.auth.keys import KeyRing
+from app.core.auth.passwords import Passwords
+
+EXTENSION: Final = "auth"
+REDIS_EXTENSION: Final = "redis"  # app.core.redis.EXTENSION
+
+# Resolves a key digest from PostgreSQL on a cache miss (wired to app.services.api_keys).
+KeyResolver = Callable[[str], ResolvedKey | RejectedKey]
+
+
+class AuthState:
+    """Keys, hasher, Redis and settings: everything auth services need, built once.
+
+    The Redis client is looked up on first use: `identify` is installed early in the
+    factory (pipeline order), before the Redis extension exists.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        keyring: KeyRing,
+        passwords: Passwords,
+        resolve_api_key: KeyResolver,
+        extensions: MutableMapping[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self.passwords = passwords
+        self.resolve_api_key = resolve_api_key
+        self._extensions = extensions
+
+    @cached_property
+    def redis(self) -> Redis:
+        """The app's shared Redis client."""
+        client: Redis = self._extensions[REDIS_EXTENSION]
+        return client
+
+    @cached_property
+    def api_keys(self) -> ApiKeyCache:
+        """The API-key cache and last-used buffer."""
+        return ApiKeyCache(self.redis, ttl=self.settings.api_key_cache_ttl)
+
+    @property
+    def leeway(self) -> int:
+        """Clock skew tolerated on token times, seconds."""
+        return self.settings.jwt_leeway_seconds
+
+
+def auth_state() -> AuthState:
+    """The current app's auth state."""
+    state: AuthState = current_app.extensions[EXTENSION]
+    return state
