@@ -4,6 +4,10 @@ Extension tables live in `app/custom/<name>/models.py` and are found by
 `app.custom.import_models()`.
 """
 
+from app.models.api_key import ApiKey as ApiKey
+from app.models.auth import AuthSession as AuthSession
+from app.models.auth import RefreshToken as RefreshToken
 from app.models.base import CoreModel, utcnow
+from app.models.user import User as User
 
 __all__ = ["CoreModel", "utcnow"]

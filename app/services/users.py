@@ -1,0 +1,192 @@
+"""Users: registration, password login, admin changes. Keyword-only, raise domain errors."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.core.auth import throttle
+from app.core.auth.caller import DEFAULT_ROLES, Role
+from app.core.auth.revocation import revoke_user_tokens
+from app.core.auth.state import AuthState
+from app.core.errors import AlreadyExists, Conflict, ErrorCode, Forbidden, NotFound, Unauthorized
+from app.models.base import utcnow
+from app.models.user import User
+
+log = logging.getLogger("structured_api.auth")
+
+
+def get_user_by_email(*, session: Session, email: str) -> User | None:
+    """The user with this (normalised) email, if any."""
+    return session.exec(select(User).where(User.email == email)).first()
+
+
+def get_user(*, session: Session, user_id: uuid.UUID) -> User:
+    """One user, or `NotFound`."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    return user
+
+
+def create_user(
+    *,
+    session: Session,
+    auth: AuthState,
+    email: str,
+    password: str,
+    roles: Iterable[str] = DEFAULT_ROLES,
+) -> User:
+    """Insert a user with a hashed password; `AlreadyExists` if the email is taken."""
+    user = User(email=email, password_hash=auth.passwords.hash(password), roles=sorted(set(roles)))
+    session.add(user)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise AlreadyExists("A user with this email already exists.") from None
+    session.refresh(user)
+    return user
+
+
+def register(*, session: Session, auth: AuthState, email: str, password: str, ip: str) -> None:
+    """Create an account unless the email is taken; the caller cannot tell which.
+
+    Both paths hash the password once, so they also take comparable time.
+    """
+    s = auth.settings
+    window = s.register_throttle_window_seconds
+    throttle.hit(
+        auth.redis,
+        [
+            throttle.Counter(
+                throttle.account_key("register", email), s.register_max_per_account, window
+            ),
+            throttle.Counter(throttle.ip_key("register", ip), s.register_max_per_ip, window),
+        ],
+    )
+    if get_user_by_email(session=session, email=email) is not None:
+        auth.passwords.hash(password)
+        return
+    try:
+        create_user(session=session, auth=auth, email=email, password=password)
+    except AlreadyExists:
+        return  # a concurrent registration won the race: same answer
+
+
+def authenticate(*, session: Session, auth: AuthState, email: str, password: str, ip: str) -> User:
+    """Check a password login, throttled per account and IP; rehash when params changed."""
+    s = auth.settings
+    window = s.login_throttle_window_seconds
+    per_account = throttle.Counter(
+        throttle.account_key("login", email), s.login_max_failures_per_account, window
+    )
+    per_ip = throttle.Counter(throttle.ip_key("login", ip), s.login_max_failures_per_ip, window)
+    throttle.ensure_allowed(auth.redis, [per_account, per_ip])
+
+    user = get_user_by_email(session=session, email=email)
+    if user is None:
+        auth.passwords.burn(password)
+        ok = False
+    else:
+        ok = auth.passwords.verify(user.password_hash, password)
+    if not ok or user is None:
+        throttle.record(auth.redis, [per_account, per_ip])
+        raise Unauthorized("Email or password is wrong.", code=ErrorCode.AUTH_INVALID_CREDENTIALS)
+    throttle.clear(auth.redis, [per_account.key])
+    if not user.is_active:
+        raise Forbidden(code=ErrorCode.AUTH_ACCOUNT_DISABLED)
+    if auth.passwords.needs_rehash(user.password_hash):
+        user.password_hash = auth.passwords.hash(password)
+    user.last_login_at = utcnow()
+    session.add(user)
+    return user
+
+
+def list_users(
+    *,
+    session: Session,
+    limit: int,
+    offset: int,
+    email: str | None = None,
+    role: str | None = None,
+    disabled: bool | None = None,
+) -> tuple[list[User], int]:
+    """A filtered page of users, oldest first, and the filtered total."""
+    conditions: list[ColumnElement[bool]] = []
+    if email:
+        escaped = email.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(col(User.email).like(f"%{escaped}%", escape="\\"))
+    if role:
+        conditions.append(col(User.roles).contains([role]))
+    if disabled is not None:
+        conditions.append(
+            col(User.disabled_at).is_not(None) if disabled else col(User.disabled_at).is_(None)
+        )
+    total = session.exec(select(func.count()).select_from(User).where(*conditions)).one()
+    rows = session.exec(
+        select(User)
+        .where(*conditions)
+        .order_by(col(User.created_at), col(User.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(rows), int(total)
+
+
+def update_user(
+    *,
+    session: Session,
+    auth: AuthState,
+    actor_id: str,
+    user_id: uuid.UUID,
+    roles: list[str] | None,
+    disabled: bool | None,
+) -> User:
+    """Change roles and/or disable; the user's live credentials are cut immediately."""
+    from app.services.api_keys import forget_user_keys
+    from app.services.auth import revoke_user_sessions
+
+    user = session.exec(select(User).where(User.id == user_id).with_for_update()).first()
+    if user is None:
+        raise NotFound(f"User {user_id} does not exist.")
+    new_roles = sorted(set(roles)) if roles is not None else sorted(user.roles)
+    if str(user.id) == actor_id and (disabled or Role.ADMIN not in new_roles):
+        raise Conflict("Admins cannot disable or demote themselves; ask another admin.")
+    roles_changed = new_roles != sorted(user.roles)
+    was_active = user.is_active
+    user.roles = new_roles
+    if disabled is not None:
+        user.disabled_at = (user.disabled_at or utcnow()) if disabled else None
+    session.add(user)
+    session.commit()
+    session.refresh(user)
+
+    s = auth.settings
+    now_disabled = not user.is_active
+    if now_disabled and was_active:
+        revoke_user_sessions(session=session, auth=auth, user_id=user.id, reason="disabled")
+    if roles_changed or now_disabled != (not was_active):
+        revoke_user_tokens(
+            auth.redis,
+            user_id=str(user.id),
+            disabled=now_disabled,
+            access_ttl=s.access_token_ttl,
+            leeway=s.jwt_leeway_seconds,
+        )
+        forget_user_keys(session=session, auth=auth, user_id=user.id)
+    log.info(
+        "user updated",
+        extra={
+            "actor_id": actor_id,
+            "user_id": str(user.id),
+            "roles": new_roles,
+            "disabled": now_disabled,
+        },
+    )
+    return user
