@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.api import docs, health
+from app.api import docs, health, wellknown
 from app.api.v1 import bp as v1_bp
 from app.config import Settings
-from app.core import db, redis, request_context, security
+from app.core import auth, db, redis, request_context, security
 from app.core import health as readiness
 from app.core import tasks as celery_ext
 from app.core.errors.handlers import register_error_handlers
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     request_context.init_app(app)
     security.init_app(app, settings)
     # [pipeline:identify]
+    auth.init_app(app, settings)
     # [pipeline:ratelimit]
     from app.core import ratelimit
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     db.init_app(app, settings)
     redis.init_app(app, settings)
     celery_ext.init_app(app, settings)
+    auth.schedule_tasks(app.extensions[celery_ext.EXTENSION], settings)
     checks = readiness.init_app(app, settings.readiness_timeout)
     checks.register("postgresql", lambda: db.ping(app.extensions[db.EXTENSION]))
     checks.register("redis", lambda: app.extensions[redis.EXTENSION].ping())
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.docs_enabled:
         app.register_blueprint(docs.bp)
     app.register_blueprint(v1_bp)
+    app.register_blueprint(wellknown.bp)
 
     from app import custom
 
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli import register_cli
 
     register_cli(app)
+    from app.cli_users import register_auth_cli
+
+    register_auth_cli(app)
     return app
 
 

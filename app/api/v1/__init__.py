@@ -12,6 +12,11 @@ def _mark_version() -> None:
     g.api_version = "1.0"
 
 
+from app.api.v1 import admin_users, auth  # noqa: E402 - after `bp` exists
+
+bp.register_blueprint(auth.bp)
+bp.register_blueprint(admin_users.bp)
+
 from app.api.v1 import limits  # noqa: E402 - rate limits (issue 4)
 
 bp.register_blueprint(limits.bp)
