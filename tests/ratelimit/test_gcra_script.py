@@ -48,7 +48,7 @@ def test_a_full_bucket_admits_exactly_its_capacity_then_says_when_to_retry(
     rows = [run(store, [("k", hourly, 1, 0, CONSUME)])[0] for _ in range(7)]
     assert [r[0] for r in rows] == [1, 1, 1, 1, 1, 0, 0]
     assert [r[1] for r in rows[:5]] == [4, 3, 2, 1, 0]
-    conforms, remaining, reset_ms, retry_ms = rows[-1]
+    _, remaining, reset_ms, retry_ms = rows[-1]
     assert remaining == 0
     assert 3600_000 - 2000 < reset_ms <= 3600_000  # whole again after one window
     assert 720_000 - 2000 < retry_ms <= 720_000  # one unit refills after window / 5
