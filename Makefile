@@ -1,0 +1,61 @@
+# The project's vocabulary. Each target is a thin call into a script or tool; `make` alone
+# lists them. Python, its tools and the dev servers all come from the uv-managed .venv.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+UV_VERSION := 0.13.8
+# `python3 -m uv` works right after a pip install, before any PATH or pyenv shim refresh.
+UV := $(if $(shell command -v uv 2>/dev/null),uv,python3 -m uv)
+# --frozen: run from uv.lock as it is; never re-lock as a side effect of a target.
+RUN := $(UV) run --frozen
+PYTEST := $(RUN) pytest -p no:cacheprovider
+# Marks that need extra machinery or minutes; `test-fast` leaves them out, `test` runs all.
+SLOW_MARKS := slow or browser or k8s or chaos or bench_smoke
+
+.PHONY: help venv dev lint test test-fast control-plane bench chaos chart-test clean clean-dev
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: ## Install uv if missing, then create .venv exactly from uv.lock
+	@$(UV) --version >/dev/null 2>&1 || \
+		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+
+dev: venv ## Run api, worker, beat (+ PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)
+	$(RUN) python scripts/dev.py
+
+lint: ## ruff (lint + format check) and mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+# pytest's exit code 5 (no tests collected) fails the target like any other failure.
+test: venv lint ## Lint, then the whole suite with every mark
+	$(PYTEST) -m ""
+
+test-fast: venv ## The suite without slow, browser, k8s, chaos and bench_smoke tests
+	$(PYTEST) -m "not ($(SLOW_MARKS))"
+
+control-plane: ## Build kube-apiserver and etcd into .cache/control-plane
+	scripts/build-control-plane.sh
+
+bench: venv ## Benchmark smoke runs (placeholder: the bench_smoke mark)
+	$(PYTEST) -m bench_smoke
+
+chaos: venv ## Tests that kill and restart real dependencies
+	$(PYTEST) -m chaos
+
+chart-test: venv ## Helm chart tests against a real kube-apiserver (the k8s mark)
+	$(PYTEST) -m k8s
+
+clean: ## Remove caches and build output (keeps .venv, .dev data and .cache binaries)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache dist build
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-dev: ## Delete the dev stack's data (.dev: database, logs, beat schedule)
+	rm -rf .dev
