@@ -1,0 +1,191 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "structured-api.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: <release>-<chart> unless the release name already contains the chart name. */}}
+{{- define "structured-api.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's resource name: <fullname>-<component>, within 63 characters. */}}
+{{- define "structured-api.componentName" -}}
+{{- printf "%s-%s" (include "structured-api.fullname" .root | trunc (sub 62 (len .component) | int) | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "structured-api.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: only name and instance (immutable on Deployments). */}}
+{{- define "structured-api.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "structured-api.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "structured-api.labels" -}}
+helm.sh/chart: {{ include "structured-api.chart" . }}
+{{ include "structured-api.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: structured-api
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of one component (api, worker, beat, operator, migrations). */}}
+{{- define "structured-api.componentLabels" -}}
+{{ include "structured-api.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Pod selector of one component: the selector labels plus the component. */}}
+{{- define "structured-api.componentSelector" -}}
+{{ include "structured-api.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "structured-api.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "structured-api.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "structured-api.operatorServiceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "structured-api.componentName" (dict "root" . "component" "operator")) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "structured-api.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret names: an existing one, or the one the chart creates. */}}
+{{- define "structured-api.appSecretName" -}}
+{{- .Values.secrets.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "app")) -}}
+{{- end -}}
+{{- define "structured-api.databaseSecretName" -}}
+{{- .Values.database.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "database")) -}}
+{{- end -}}
+{{- define "structured-api.databaseSecretKey" -}}
+{{- if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}DATABASE_URL{{ end -}}
+{{- end -}}
+{{- define "structured-api.redisSecretName" -}}
+{{- .Values.redis.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "redis")) -}}
+{{- end -}}
+{{- define "structured-api.redisSecretKey" -}}
+{{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}REDIS_URL{{ end -}}
+{{- end -}}
+
+{{/* Namespaces the operator watches (namespace scope). */}}
+{{- define "structured-api.watchNamespaces" -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- join "," .Values.operator.watchNamespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by every app container: config from the ConfigMap, secrets by reference. */}}
+{{- define "structured-api.env" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.databaseSecretName" . }}
+      key: {{ include "structured-api.databaseSecretKey" . }}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.redisSecretName" . }}
+      key: {{ include "structured-api.redisSecretKey" . }}
+- name: SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.appSecretName" . }}
+      key: {{ .Values.secrets.keys.secretKey }}
+- name: JWT_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.appSecretName" . }}
+      key: {{ .Values.secrets.keys.jwtSigningKey }}
+- name: JWT_PREVIOUS_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.appSecretName" . }}
+      key: {{ .Values.secrets.keys.jwtPreviousSigningKey }}
+      optional: true
+- name: CREDENTIAL_ENCRYPTION_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "structured-api.appSecretName" . }}
+      key: {{ .Values.secrets.keys.credentialEncryptionKeys }}
+      optional: true
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.namespace.name={{ .Release.Namespace }}"
+{{- end -}}
+
+{{/* Pod-level settings shared by every pod. */}}
+{{- define "structured-api.podCommon" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Checksums that roll pods when their configuration changes. */}}
+{{- define "structured-api.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/* Scheduling fields of one component's values. */}}
+{{- define "structured-api.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The operator's policy rules (mirror of operator/sapi_operator/rbac.py). */}}
+{{- define "structured-api.operatorRules" -}}
+- apiGroups: [structured-api.io]
+  resources: [apiversions, ratelimitpolicies, aiproviders]
+  verbs: [get, list, watch, patch]
+- apiGroups: [structured-api.io]
+  resources: [apiversions/status, ratelimitpolicies/status, aiproviders/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create]
+{{- end -}}

@@ -1,0 +1,331 @@
+"""Template unit tests: the switches that matter render (and only render) what they say."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.chart.conftest import CHART, containers, env_of, find, one, render, template_text
+
+ROOT = CHART.parents[1]
+ALL = CHART / "ci" / "all-features-values.yaml"
+EXISTING = CHART / "ci" / "existing-secrets-values.yaml"
+MINIMAL = CHART / "ci" / "minimal-values.yaml"
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+
+
+# --- ingress ----------------------------------------------------------------------------
+
+
+def test_ingress_is_off_by_default() -> None:
+    assert find(render(), "Ingress") == []
+
+
+def test_ingress_routes_hosts_to_the_api_service_with_tls() -> None:
+    docs = render(values=[ALL])
+    ingress = one(docs, "Ingress")
+    service = one(docs, "Service")
+
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["tls"] == [
+        {"secretName": "api-example-com-tls", "hosts": ["api.example.com"]}
+    ]
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "api.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+
+
+# --- monitoring ---------------------------------------------------------------------------
+
+
+def test_monitoring_objects_are_off_by_default() -> None:
+    docs = render()
+    assert [d["kind"] for d in docs if d["kind"] in MONITORING_KINDS] == []
+    assert find(docs, "ConfigMap", "-dashboard") == []
+
+
+def test_monitoring_objects_carry_the_selector_labels_of_kube_prometheus_stack() -> None:
+    docs = render(values=[ALL])
+    for kind in MONITORING_KINDS:
+        assert one(docs, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert {"port": "http", "path": "/metrics"}.items() <= monitor["spec"]["endpoints"][0].items()
+    pod_monitor = one(docs, "PodMonitor")
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+@pytest.mark.parametrize("switch", ["serviceMonitor", "podMonitor", "prometheusRule"])
+def test_each_monitoring_object_has_its_own_switch(switch: str) -> None:
+    kind = switch[0].upper() + switch[1:]
+    docs = render(set_values=[f"monitoring.{switch}.enabled=true"])
+    assert [d["kind"] for d in docs if d["kind"] in MONITORING_KINDS] == [kind]
+
+
+def test_dashboard_configmap_holds_the_dashboard_json() -> None:
+    docs = render(set_values=["monitoring.grafanaDashboard.enabled=true"])
+    dashboard = one(docs, "ConfigMap", "-dashboard")
+
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"]["structured-api.json"] == (
+        (CHART / "dashboards" / "structured-api.json").read_text().rstrip("\n")
+    )
+
+
+def test_alert_descriptions_keep_prometheus_templates_unrendered() -> None:
+    rule = one(render(values=[ALL]), "PrometheusRule")
+    annotations = [r["annotations"] for g in rule["spec"]["groups"] for r in g["rules"]]
+
+    assert all("{{ $labels.namespace }}" in a["description"] for a in annotations)
+    assert all(a["runbook_url"].startswith("https://") for a in annotations)
+
+
+# --- autoscaling --------------------------------------------------------------------------
+
+
+def test_hpa_off_keeps_fixed_replicas() -> None:
+    docs = render()
+    assert find(docs, "HorizontalPodAutoscaler") == []
+    assert one(docs, "Deployment", "-api")["spec"]["replicas"] == 2
+
+
+def test_hpa_on_targets_the_api_and_drops_fixed_replicas() -> None:
+    docs = render(values=[ALL])
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    api = one(docs, "Deployment", "-api")
+
+    assert "replicas" not in api["spec"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": api["metadata"]["name"],
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def secret_refs(doc: dict) -> dict[str, tuple[str, str]]:
+    """env name -> (Secret name, key) of a workload's first container."""
+    return {
+        name: (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+        for name, ref in env_of(containers(doc)[0]).items()
+        if isinstance(ref, dict) and "secretKeyRef" in ref
+    }
+
+
+def test_default_install_generates_keys_and_keeps_them_on_uninstall() -> None:
+    docs = render()
+    app_secret = one(docs, "Secret", "-app")
+    assert app_secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert set(app_secret["data"]) == {"SECRET_KEY", "JWT_SIGNING_KEY"}
+    refs = secret_refs(one(docs, "Deployment", "-api"))
+    assert refs["SECRET_KEY"] == (app_secret["metadata"]["name"], "SECRET_KEY")
+
+
+def test_generated_signing_key_is_an_ed25519_pem_private_key() -> None:
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = one(render(), "Secret", "-app")["data"]
+    key = load_pem_private_key(base64.b64decode(data["JWT_SIGNING_KEY"]), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    assert len(base64.b64decode(data["SECRET_KEY"])) >= 32
+
+
+def test_existing_secrets_are_referenced_and_none_is_created() -> None:
+    docs = render(values=[EXISTING])
+
+    assert find(docs, "Secret") == []
+    for suffix in ("-api", "-worker", "-beat", "-operator"):
+        refs = secret_refs(one(docs, "Deployment", suffix))
+        assert refs["DATABASE_URL"] == ("structured-api-db", "uri")
+        assert refs["REDIS_URL"] == ("structured-api-redis", "url")
+        assert refs["SECRET_KEY"] == ("structured-api-keys", "SECRET_KEY")
+        assert refs["JWT_SIGNING_KEY"] == ("structured-api-keys", "JWT_SIGNING_KEY")
+    job = one(docs, "Job")
+    assert secret_refs(job) == {"DATABASE_URL": ("structured-api-db", "uri")}
+
+
+def test_no_secret_value_is_ever_a_plain_env_value() -> None:
+    for values in ([], [ALL], [EXISTING]):
+        for doc in render(values=values):
+            if doc["kind"] in ("Deployment", "Job"):
+                for container in containers(doc):
+                    for name, value in env_of(container).items():
+                        if (
+                            re.search(r"KEY|URL$|PASSWORD|TOKEN", name)
+                            and name != "OTEL_EXPORTER_OTLP_ENDPOINT"
+                        ):
+                            assert isinstance(value, dict), (doc["metadata"]["name"], name)
+
+
+def test_url_secrets_and_migration_job_run_before_the_release_in_order() -> None:
+    docs = render()
+    job = one(docs, "Job")
+    hooks = {
+        d["metadata"]["name"]: d["metadata"]["annotations"]
+        for d in docs
+        if "helm.sh/hook" in d["metadata"].get("annotations", {})
+    }
+
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert containers(job)[0]["command"] == ["alembic", "upgrade", "head"]
+    weights = {name: int(a["helm.sh/hook-weight"]) for name, a in hooks.items()}
+    for name, weight in weights.items():
+        if name != job["metadata"]["name"]:
+            assert weight < weights[job["metadata"]["name"]], name
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] in weights
+
+
+# --- operator RBAC --------------------------------------------------------------------------
+
+
+def test_namespaced_operator_gets_a_role_per_watched_namespace_only() -> None:
+    docs = render(values=[EXISTING])
+
+    assert find(docs, "ClusterRole") == [] and find(docs, "ClusterRoleBinding") == []
+    roles = find(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    command = containers(one(docs, "Deployment", "-operator"))[0]["command"]
+    assert "--namespace=team-a" in command and "--namespace=team-b" in command
+    assert "--standalone" in command
+    env = env_of(containers(one(docs, "Deployment", "-operator"))[0])
+    assert env["OPERATOR_NAMESPACES"] == "team-a,team-b"
+
+
+def test_default_operator_watches_only_the_release_namespace() -> None:
+    docs = render(namespace="apps")
+    assert [r["metadata"]["namespace"] for r in find(docs, "Role")] == ["apps"]
+
+
+def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
+    docs = render(values=[ALL])
+
+    assert find(docs, "Role") == []
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"][0]["name"].endswith("-operator")
+    command = containers(one(docs, "Deployment", "-operator"))[0]["command"]
+    assert "--all-namespaces" in command
+
+
+def test_operator_rules_are_least_privilege() -> None:
+    rules = one(render(), "Role")["rules"]
+    verbs = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in rules}
+
+    assert all(not ({"*"} & v) for v in verbs.values())
+    assert verbs[(("",), ("secrets",))] == {"get", "list", "watch"}
+    assert verbs[(("", "events.k8s.io"), ("events",))] == {"create"}
+    status = [k for k in verbs if any(r.endswith("/status") for r in k[1])]
+    assert verbs[status[0]] == {"get", "patch"}
+    assert not any("customresourcedefinitions" in k[1] or "namespaces" in k[1] for k in verbs)
+
+
+# --- pods: security, probes, shutdown -------------------------------------------------------
+
+
+def workloads(values: list[Path]) -> list[dict]:
+    """Deployments and Jobs rendered from `values`."""
+    return [d for d in render(values=values) if d["kind"] in ("Deployment", "Job")]
+
+
+@pytest.mark.parametrize(
+    "values", [[], [ALL], [EXISTING], [MINIMAL]], ids=["default", "all", "existing", "minimal"]
+)
+def test_every_pod_runs_non_root_read_only_without_capabilities(values: list[Path]) -> None:
+    for doc in workloads(values):
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert container["resources"]["limits"]["memory"]
+        # Only the operator talks to the Kubernetes API.
+        expects_token = doc["metadata"]["name"].endswith("-operator")
+        assert pod["automountServiceAccountToken"] is expects_token
+
+
+def test_api_probes_follow_the_design() -> None:
+    api = containers(one(render(), "Deployment", "-api"))[0]
+
+    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["startupProbe"]["httpGet"]["path"] == "/livez"
+
+
+def test_shutdown_budget_matches_gunicorn_conf() -> None:
+    api_doc = one(render(), "Deployment", "-api")
+    api = containers(api_doc)[0]
+    env = env_of(api)
+    graceful = int(env["GUNICORN_GRACEFUL_TIMEOUT"])
+    pre_stop = api["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+    gunicorn_conf = (ROOT / "app" / "gunicorn_conf.py").read_text()
+    assert f'"GUNICORN_GRACEFUL_TIMEOUT", "{graceful}"' in gunicorn_conf
+    assert (
+        api_doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > pre_stop + graceful
+    )
+    assert api["command"][:3] == ["gunicorn", "-c", "python:app.gunicorn_conf"]
+
+
+def test_inconsistent_shutdown_timings_fail_the_render() -> None:
+    result = template_text(
+        set_values=["api.terminationGracePeriodSeconds=20", "api.gunicorn.gracefulTimeout=20"],
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "must exceed api.preStopSleepSeconds + api.gunicorn.gracefulTimeout" in result.stderr
+
+
+def test_config_changes_roll_the_pods() -> None:
+    def checksum(*set_values: str) -> str:
+        doc = one(render(set_values=list(set_values)), "Deployment", "-api")
+        return doc["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum() == checksum()
+    assert checksum() != checksum("logLevel=DEBUG")
+
+
+def test_selectors_use_only_name_instance_and_component() -> None:
+    for doc in render(values=[ALL]):
+        selector = doc.get("spec", {}).get("selector", {})
+        labels = selector.get("matchLabels", {}) if isinstance(selector, dict) else {}
+        assert set(labels) <= {
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+        }, doc["metadata"]["name"]
+
+
+def test_beat_and_operator_never_run_twice() -> None:
+    docs = render()
+    for suffix in ("-beat", "-operator"):
+        spec = one(docs, "Deployment", suffix)["spec"]
+        assert spec["replicas"] == 1
+        assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_minimal_install_renders_only_the_api() -> None:
+    kinds = sorted({d["kind"] for d in render(values=[MINIMAL])})
+    assert kinds == ["ConfigMap", "Deployment", "Secret", "Service", "ServiceAccount"]
+
+
+def test_network_policy_opens_only_the_api_and_metrics_ports() -> None:
+    policies = find(render(values=[ALL]), "NetworkPolicy")
+    ports = sorted(p["ingress"][0]["ports"][0]["port"] for p in (x["spec"] for x in policies))
+
+    assert ports == ["http", "metrics"]
+    assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies)
+    assert all(p["spec"]["ingress"][0]["from"] for p in policies)
