@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubetools import helm_kubectl
+from kubetools import ControlPlane, helm_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "structured-api"
@@ -20,6 +22,7 @@ CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 KUBE_VERSION = "1.35.0"
 #: Where `apt-get download prometheus && dpkg-deb -x` leaves promtool (docs/observability.md).
 PROMTOOL_CACHE = ROOT / ".cache" / "promtool" / "promtool"
+MONITORING_CRDS = Path(__file__).parent / "fixtures" / "monitoring-crds.yaml"
 
 Render = Callable[..., list[dict[str, Any]]]
 
@@ -108,3 +111,23 @@ def promtool() -> str:
             f"{PROMTOOL_CACHE}`"
         )
     return found
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver (scripts/kubetools) with the CRDs the chart needs."""
+    with ControlPlane(tmp_path_factory.mktemp("chart-control-plane")) as cp:
+        crds = [MONITORING_CRDS, *sorted((CHART / "crds").glob("*.yaml"))]
+        for crd in crds:
+            cp.kubectl("apply", "--server-side", "-f", str(crd))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        yield cp
+
+
+@pytest.fixture
+def fresh_namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> str:
+    """A new namespace per test (a bare apiserver never finishes deleting one)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", name)
+    return name
