@@ -132,6 +132,23 @@ class Settings(BaseSettings):
 
     docs_enabled: bool = Field(default=True, description="Serve /docs and OpenAPI documents")
 
+    # Runtime config store (issue 4, docs/config-store.md).
+    config_poll_interval: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=60,
+        description="Seconds between config generation polls (fallback to Redis pub/sub)",
+    )
+    config_initial_load_timeout: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="Seconds a process's first request may wait for the first config load",
+    )
+    config_retry_max_seconds: float = Field(
+        default=30.0, ge=1, le=600, description="Longest backoff between config reload retries"
+    )
+
     # Rate limiting and response cache (issue 4, docs/rate-limiting.md, docs/caching.md).
     rate_limit_default_enabled: bool = Field(
         default=True, description="Apply the default limit to requests no policy matches"

@@ -50,6 +50,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     ratelimit.init_app(app, settings)
     # [pipeline:versioning]
+    from app.core import config_store
+
+    store = config_store.init_app(app, settings)  # no I/O: loads on first use per process
 
     db.init_app(app, settings)
     redis.init_app(app, settings)
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     checks = readiness.init_app(app, settings.readiness_timeout)
     checks.register("postgresql", lambda: db.ping(app.extensions[db.EXTENSION]))
     checks.register("redis", lambda: app.extensions[redis.EXTENSION].ping())
+    checks.register("config", store.check_ready)
     # Metrics hooks (first/last in the pipeline), /metrics, tracing (issue 7).
     from app.core import observability
 

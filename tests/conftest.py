@@ -118,6 +118,7 @@ def app(settings: Settings, connection: Connection, redis_url: str) -> Iterator[
     redis.Redis.from_url(redis_url).flushdb()
     with application.app_context():
         yield application
+    application.extensions["config_store"].stop()  # its watcher thread and connections
     application.extensions[db.EXTENSION].dispose()
 
 

@@ -8,6 +8,7 @@ from app.models.api_key import ApiKey as ApiKey
 from app.models.auth import AuthSession as AuthSession
 from app.models.auth import RefreshToken as RefreshToken
 from app.models.base import CoreModel, utcnow
+from app.models.config import ConfigAudit, ConfigGeneration, ConfigObject
 from app.models.user import User as User
 
-__all__ = ["CoreModel", "utcnow"]
+__all__ = ["ConfigAudit", "ConfigGeneration", "ConfigObject", "CoreModel", "utcnow"]
