@@ -17,6 +17,10 @@ from app.api.v1 import admin_users, auth  # noqa: E402 - after `bp` exists
 bp.register_blueprint(auth.bp)
 bp.register_blueprint(admin_users.bp)
 
+from app.api.v1 import admin_config  # noqa: E402 - runtime config (issue 4)
+
+bp.register_blueprint(admin_config.bp)
+
 from app.api.v1 import limits  # noqa: E402 - rate limits (issue 4)
 
 bp.register_blueprint(limits.bp)
