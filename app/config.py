@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     cache_enabled: bool = Field(
         default=True, description="Serve opted-in GET endpoints from the Redis response cache"
     )
+    cache_redis_timeout: float = Field(
+        default=0.2,
+        gt=0,
+        le=2,
+        description="Connect/read timeout of the response cache's Redis calls, seconds; past "
+        "it the value is computed without the cache",
+    )
 
     # Identity and access (issue 3, docs/auth.md).
     jwt_issuer: str = Field(default="structured-api", description="`iss` of access tokens")

@@ -49,6 +49,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.core import ratelimit
 
     ratelimit.init_app(app, settings)
+    from app.core import cache
+
+    cache.init_app(app, settings)  # not a hook: `@cached` views and `get_or_set` use it
     # [pipeline:versioning]
     from app.core import config_store
 

@@ -24,6 +24,7 @@ import httpx
 from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from app.config import Settings
 from app.core.auth.keys import load_keyring
@@ -40,7 +41,7 @@ POLICIES = "/v1/admin/rate-limit-policies"
 def dedicated_database(server_url: str, prefix: str) -> Iterator[str]:
     """A fresh database on the server of `server_url`, migrated to head, dropped after."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -72,6 +73,13 @@ def server_inode(server_port: int, client_port: int) -> str | None:
         if cols[1] == local and cols[2] == remote:
             return cols[9]
     return None
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system clock ticks a process has used (/proc/<pid>/stat fields 14, 15)."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rfind(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
 
 
 @dataclass
@@ -178,7 +186,12 @@ def get(
 
 @contextlib.contextmanager
 def live_api(
-    database_url: str, redis_url: str, work: Path, *, threads: int = 4
+    database_url: str,
+    redis_url: str,
+    work: Path,
+    *,
+    threads: int = 4,
+    wsgi: str = "app.wsgi:application",
 ) -> Iterator[LiveApi]:
     """gunicorn with 2 workers on a dedicated database; both workers answering."""
     redis_db = make_url(redis_url).set(database=str(LIMITER_REDIS_DB))
@@ -209,7 +222,7 @@ def live_api(
                 "gunicorn",
                 "-c",
                 "app/gunicorn_conf.py",
-                "app.wsgi:application",
+                wsgi,
             ],
             env=env,
             log_path=work / "gunicorn.log",

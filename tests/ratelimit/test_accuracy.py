@@ -13,13 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.ratelimit.live import LiveApi, get, live_api
+from tests.ratelimit.live import LiveApi, cpu_ticks, get, live_api
 from tests.support.processes import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,13 +33,6 @@ def api(
     """gunicorn, 2 workers x 4 threads, on a dedicated database."""
     with live_api(database_url, redis_url, tmp_path_factory.mktemp("accuracy")) as server:
         yield server
-
-
-def cpu_ticks(pid: int) -> int:
-    """User + system clock ticks a process has used (/proc/<pid>/stat fields 14, 15)."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rfind(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def enforce_everywhere(api: LiveApi, name: str, spec: dict[str, Any]) -> None:

@@ -1,0 +1,46 @@
+"""Redis response cache: `@cached` GET views, `@invalidates` writes, `get_or_set` for services.
+
+See docs/caching.md. Nothing here can fail a request: when Redis is unreachable the
+value is computed as if there were no cache.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.config import Settings
+from app.core.cache.http import cached, invalidates
+from app.core.cache.service import (
+    EXTENSION,
+    Cache,
+    CacheConfig,
+    cache_of,
+    get_or_set,
+    invalidate,
+    single_flight,
+)
+from app.core.cache.store import CacheDown, CacheStore
+from app.core.ratelimit.store import build_client
+
+__all__ = [
+    "EXTENSION",
+    "Cache",
+    "CacheConfig",
+    "CacheDown",
+    "CacheStore",
+    "cache_of",
+    "cached",
+    "get_or_set",
+    "init_app",
+    "invalidate",
+    "invalidates",
+    "single_flight",
+]
+
+
+def init_app(app: Flask, settings: Settings) -> Cache:
+    """Create the cache with its own short-timeout Redis client (connects lazily)."""
+    client = build_client(settings.redis_url, timeout=settings.cache_redis_timeout)
+    cache = Cache(CacheStore(client), CacheConfig(enabled=settings.cache_enabled))
+    app.extensions[EXTENSION] = cache
+    return cache
