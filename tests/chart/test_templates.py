@@ -195,16 +195,16 @@ def test_namespaced_operator_gets_a_role_per_watched_namespace_only() -> None:
     assert find(docs, "ClusterRole") == [] and find(docs, "ClusterRoleBinding") == []
     roles = find(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    command = containers(one(docs, "Deployment", "-operator"))[0]["command"]
-    assert "--namespace=team-a" in command and "--namespace=team-b" in command
-    assert "--standalone" in command
-    env = env_of(containers(one(docs, "Deployment", "-operator"))[0])
-    assert env["OPERATOR_NAMESPACES"] == "team-a,team-b"
+    operator = containers(one(docs, "Deployment", "-operator"))[0]
+    assert operator["command"] == ["python", "-m", "sapi_operator"]
+    assert env_of(operator)["OPERATOR_NAMESPACES"] == "team-a,team-b"
 
 
 def test_default_operator_watches_only_the_release_namespace() -> None:
     docs = render(namespace="apps")
     assert [r["metadata"]["namespace"] for r in find(docs, "Role")] == ["apps"]
+    operator = containers(one(docs, "Deployment", "-operator"))[0]
+    assert env_of(operator)["OPERATOR_NAMESPACES"] == "apps"
 
 
 def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
@@ -213,8 +213,8 @@ def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
     assert find(docs, "Role") == []
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"][0]["name"].endswith("-operator")
-    command = containers(one(docs, "Deployment", "-operator"))[0]["command"]
-    assert "--all-namespaces" in command
+    # An empty OPERATOR_NAMESPACES makes the operator cluster-wide (app/config.py).
+    assert env_of(containers(one(docs, "Deployment", "-operator"))[0])["OPERATOR_NAMESPACES"] == ""
 
 
 def test_operator_rules_are_least_privilege() -> None:
@@ -329,3 +329,10 @@ def test_network_policy_opens_only_the_api_and_metrics_ports() -> None:
     assert ports == ["http", "metrics"]
     assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies)
     assert all(p["spec"]["ingress"][0]["from"] for p in policies)
+
+
+def test_operator_role_equals_the_rules_the_operator_declares() -> None:
+    from sapi_operator.rbac import rules
+
+    assert one(render(), "Role")["rules"] == rules()
+    assert one(render(values=[ALL]), "ClusterRole")["rules"] == rules()
