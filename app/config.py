@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     config_retry_max_seconds: float = Field(
         default=30.0, ge=1, le=600, description="Longest backoff between config reload retries"
     )
+    version_lifecycle_exempt_paths: Annotated[list[str], NoDecode] = Field(
+        default=["/v1/auth/", "/v1/admin/"],
+        description="Path prefixes never refused with 410 by a retired version or brownout "
+        "(headers and warnings still apply), so an operator can always log in and undo it",
+    )
 
     # Rate limiting and response cache (issue 4, docs/rate-limiting.md, docs/caching.md).
     rate_limit_default_enabled: bool = Field(
@@ -261,7 +266,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "version_lifecycle_exempt_paths", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         # Comma-separated in the environment (`CORS_ORIGINS=https://a,https://b`).

@@ -14,7 +14,7 @@ from app.core import tasks as celery_ext
 from app.core.errors.handlers import register_error_handlers
 from app.core.observability.logging import configure_logging
 
-API_VERSIONS: dict[int, str] = {1: "1.0"}
+API_VERSIONS: dict[int, str] = {1: "1.0", 2: "2.0"}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -53,9 +53,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     cache.init_app(app, settings)  # not a hook: `@cached` views and `get_or_set` use it
     # [pipeline:versioning]
-    from app.core import config_store
+    from app.core import config_store, versioning
 
     store = config_store.init_app(app, settings)  # no I/O: loads on first use per process
+    versioning.init_app(app)
 
     db.init_app(app, settings)
     redis.init_app(app, settings)
@@ -74,6 +75,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.docs_enabled:
         app.register_blueprint(docs.bp)
     app.register_blueprint(v1_bp)
+    from app.api import versions
+    from app.api.v2 import bp as v2_bp
+
+    app.register_blueprint(v2_bp)
+    app.register_blueprint(versions.bp)
     app.register_blueprint(wellknown.bp)
 
     from app import custom

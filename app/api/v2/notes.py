@@ -1,0 +1,116 @@
+"""`/v2/notes`: the notes example with cursor pagination (the v1 list uses offsets).
+
+The contract change that justifies a major version: `GET /v2/notes` takes an opaque
+`cursor` instead of `offset` and returns `{"items", "next_cursor"}` instead of
+`{"data", "count"}` (no COUNT(*) per page, stable under concurrent inserts). Reading
+and creating one note keep the v1 contract. It serves the `app/custom/notes` example
+extension: remove this module together with that example.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import tuple_
+from sqlmodel import Session, col, select
+
+from app.core.db import get_session
+from app.core.errors import ValidationFailed
+from app.core.openapi import operation
+from app.core.responses import created, ok
+from app.custom.notes import services
+from app.custom.notes.models import Note, NoteCreate, NotePublic
+
+bp = Blueprint("v2_notes", __name__, url_prefix="/notes")
+TAGS = ["notes (extension example)"]
+
+
+class NotesCursorQuery(BaseModel):
+    """Query of `GET /v2/notes`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None, max_length=200, description="`next_cursor` of the previous page"
+    )
+
+
+class NotesPage(BaseModel):
+    """A page of notes, newest first; `next_cursor` is null on the last page."""
+
+    items: list[NotePublic]
+    next_cursor: str | None
+
+
+def encode_cursor(note: Note) -> str:
+    """Opaque position after `note` in (created_at, id) descending order."""
+    raw = f"{note.created_at.isoformat()}|{note.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor stands for; 422 on anything we did not issue."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, note_id = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(note_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed(
+            errors=[
+                {"field": "cursor", "message": "not a cursor from this API", "type": "value_error"}
+            ]
+        ) from None
+
+
+def list_page(*, session: Session, limit: int, cursor: str | None) -> tuple[list[Note], str | None]:
+    """Up to `limit` notes after `cursor` (keyset pagination) and the next cursor."""
+    statement = select(Note)
+    if cursor is not None:
+        at, note_id = decode_cursor(cursor)
+        statement = statement.where(tuple_(col(Note.created_at), col(Note.id)) < (at, note_id))
+    statement = statement.order_by(col(Note.created_at).desc(), col(Note.id).desc())
+    rows = list(session.exec(statement.limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+@bp.get("")
+@operation(
+    "List notes (cursor pagination)",
+    tags=TAGS,
+    query=NotesCursorQuery,
+    response=NotesPage,
+    errors=[503],
+)
+def list_notes(query: NotesCursorQuery) -> Response:
+    """A page of notes, newest first."""
+    rows, next_cursor = list_page(session=get_session(), limit=query.limit, cursor=query.cursor)
+    items = [NotePublic.model_validate(n, from_attributes=True) for n in rows]
+    return ok(NotesPage(items=items, next_cursor=next_cursor))
+
+
+@bp.post("")
+@operation(
+    "Create a note", tags=TAGS, body=NoteCreate, response=NotePublic, status=201, errors=[503]
+)
+def create_note(body: NoteCreate) -> Response:
+    """Create a note (same contract as v1)."""
+    note = services.create_note(session=get_session(), data=body)
+    return created(
+        NotePublic.model_validate(note, from_attributes=True), location=f"/v2/notes/{note.id}"
+    )
+
+
+@bp.get("/<uuid:note_id>")
+@operation("Read a note", tags=TAGS, response=NotePublic, errors=[404, 503])
+def get_note(note_id: uuid.UUID) -> Response:
+    """One note (same contract as v1)."""
+    note = services.get_note(session=get_session(), note_id=note_id)
+    return ok(NotePublic.model_validate(note, from_attributes=True))
