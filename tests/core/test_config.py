@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings
+from app.core.auth.keys import generate_pem
 
 
 @pytest.mark.parametrize("value", [None, "", "changeme", "secret", "short-but-real"])
@@ -19,7 +20,8 @@ def test_production_refuses_missing_placeholder_or_short_secret_key(
 
 def test_production_accepts_a_real_secret_key() -> None:
     key = "k" * 48
-    settings = Settings(app_env="production", secret_key=key)
+    # Production also fails closed without a JWT signing key (issue 3, tests/auth).
+    settings = Settings(app_env="production", secret_key=key, jwt_signing_key=generate_pem())
     assert settings.secret() == key
     assert key not in repr(settings)
 
