@@ -250,6 +250,52 @@ class Settings(BaseSettings):
         default=3600, ge=1, description="Window of the registration counters, seconds"
     )
 
+    # AI provider keys at rest (issue 6 writes them, issue 5 reads them; app/core/crypto.py).
+    credential_encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated Fernet keys encrypting AI provider keys in PostgreSQL, "
+        "newest first (it encrypts; all decrypt). Unset: one key derived from SECRET_KEY",
+    )
+
+    # Kubernetes operator (issue 6, docs/operator.md).
+    operator_namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces the operator watches (comma-separated); empty = cluster-wide",
+    )
+    operator_liveness_port: int = Field(
+        default=8080, ge=1, le=65535, description="Port of the operator's /healthz (kopf)"
+    )
+    operator_drift_interval: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Seconds between checks that repair config rows changed behind the operator",
+    )
+    operator_watch_timeout: int = Field(
+        default=300,
+        ge=10,
+        le=3600,
+        description="Server-side length of one watch request, seconds (client gives up 30 s later)",
+    )
+    operator_inactivity_timeout: float = Field(
+        default=70.0,
+        ge=10,
+        le=600,
+        description="Seconds without any watch event (bookmarks come every 60 s) before "
+        "the operator reconnects a stream (nolar/kopf#1276)",
+    )
+    operator_request_timeout: float = Field(
+        default=30.0, ge=1, le=300, description="Timeout of the operator's other API calls, s"
+    )
+
+    @field_validator("operator_namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        # Comma-separated in the environment (`OPERATOR_NAMESPACES=team-a,team-b`).
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
