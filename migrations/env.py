@@ -5,6 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
@@ -20,10 +21,21 @@ custom.import_models()
 target_metadata = SQLModel.metadata
 
 
+class _SchemaSettings(BaseSettings):
+    """The one setting a migration needs, from the same sources as `Settings`.
+
+    Not `Settings()` itself: that fails closed without the app's signing secrets, and a
+    migration job (or `alembic upgrade --sql` on a laptop) must not need them.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    database_url: str = Settings.model_fields["database_url"].default
+
+
 def _url() -> str:
     # Tests pass a URL through attributes; everything else uses the environment.
-    url = config.attributes.get("database_url")
-    return str(url) if url else Settings().database_url
+    url = config.attributes.get("database_url") or _SchemaSettings().database_url
+    return Settings._normalise_database_url(str(url))
 
 
 def run_migrations_offline() -> None:
