@@ -208,6 +208,7 @@ def get_snapshot() -> Response:
             "loaded_at": snap.loaded_at,
             "process": {
                 "pid": os.getpid(),
+                "subscribed": store.subscribed,
                 "last_error": store.last_error,
                 "last_error_at": store.last_error_at,
             },

@@ -67,6 +67,7 @@ class ConfigStore:
         self._waited = False
         self.last_error: str | None = None
         self.last_error_at: float | None = None
+        self.subscribed = False  # the watcher holds a live Redis subscription
 
     # -- reading ---------------------------------------------------------------------
 
@@ -169,6 +170,7 @@ class ConfigStore:
             self._attempted = threading.Event()
             self._install_lock = threading.Lock()
             self._waited = False
+            self.subscribed = False  # the parent's subscription is not ours
             if self._snapshot is not None and self._snapshot.loaded:
                 # Inherited from the parent: still valid data, nothing to wait for.
                 self._loaded.set()

@@ -38,6 +38,7 @@ log = logging.getLogger("structured_api.config")
 
 # A blocking read never lasts longer than this, so stop() is honoured promptly.
 _MAX_BLOCK: Final = 0.5
+_REDIS_BACKOFF_CAP: Final = 5.0
 
 
 def _backoff(failures: int, base: float, cap: float) -> float:
@@ -65,8 +66,8 @@ class Watcher:
         self._db_failures = 0
         self._redis_retry_at = 0.0
         self._next_poll = 0.0  # the first iteration loads at once
-        self._db_retry_at = 0.0
         self._announced: int | None = None
+        self._fresh = False  # an announcement arrived since the last load attempt
 
     def _connect_redis(self) -> None:
         client = redis.Redis.from_url(
@@ -85,6 +86,7 @@ class Watcher:
             client.close()
             raise
         self._pubsub = pubsub
+        self._set_subscribed(True)
         if self._redis_failures:
             log.info("config watcher: Redis subscription restored")
         self._redis_failures = 0
@@ -95,11 +97,19 @@ class Watcher:
         if self._redis_failures == 0:
             log.warning("config watcher: Redis unavailable (%s); polling", type(exc).__name__)
         self._redis_failures += 1
-        self._redis_retry_at = time.monotonic() + _backoff(self._redis_failures, 0.2, 30.0)
+        # Capped low: a refused connect is cheap, and polling covers correctness meanwhile.
+        cap = min(self.backoff_cap, _REDIS_BACKOFF_CAP)
+        self._redis_retry_at = time.monotonic() + _backoff(self._redis_failures, 0.2, cap)
         if self._pubsub is not None:
             with contextlib.suppress(RedisError):
                 self._pubsub.close()
         self._pubsub = None
+        self._set_subscribed(False)
+
+    def _set_subscribed(self, value: bool) -> None:
+        store = self._store()
+        if store is not None:
+            store.subscribed = value
 
     def _engine_or_new(self) -> Engine:
         if self._engine is None:
@@ -135,27 +145,28 @@ class Watcher:
             store.record_failure(type(exc).__name__)
             metrics.CONFIG_RELOADS.labels(trigger=trigger, outcome="error").inc()
             delay = _backoff(self._db_failures, self.poll_interval, self.backoff_cap)
-            self._next_poll = self._db_retry_at = time.monotonic() + delay
+            self._next_poll = time.monotonic() + delay
             return
         if self._db_failures:
             log.info("config watcher: PostgreSQL reachable again")
         self._db_failures = 0
-        self._db_retry_at = 0.0
         self._announced = None
         self._next_poll = time.monotonic() + self.poll_interval
+
+    def _ensure_subscribed(self) -> None:
+        # Subscribe BEFORE loading: a change committed in between is then announced to
+        # us, instead of waiting for the next poll.
+        if self._pubsub is None and time.monotonic() >= self._redis_retry_at:
+            try:
+                self._connect_redis()
+            except RedisError as exc:
+                self._drop_redis(exc)
 
     def _wait_for_message(self, timeout: float) -> bool:
         """Block up to `timeout`; True when a newer generation was announced."""
         if self._pubsub is None:
-            if time.monotonic() >= self._redis_retry_at:
-                try:
-                    self._connect_redis()
-                except RedisError as exc:
-                    self._drop_redis(exc)
-            if self._pubsub is None:
-                self._stop.wait(min(timeout, max(0.0, self._redis_retry_at - time.monotonic())))
-                return False
-        assert self._pubsub is not None
+            self._stop.wait(min(timeout, max(0.0, self._redis_retry_at - time.monotonic())))
+            return False
         try:
             message = self._pubsub.get_message(timeout=timeout)
         except (RedisError, OSError) as exc:
@@ -167,28 +178,31 @@ class Watcher:
         if generation is None:
             return False
         self._announced = max(generation, self._announced or 0)
+        self._fresh = True
         return True
 
     def run(self) -> None:
         """The thread body: until stopped or the store is gone."""
         try:
             while not self._stop.is_set():
+                self._ensure_subscribed()
                 store = self._store()
                 if store is None:
                     return
                 now = time.monotonic()
                 if now >= self._next_poll:
                     self._sync(store, "startup" if not store.loaded else "poll")
-                elif (
-                    self._announced is not None
-                    and self._announced > store.generation
-                    and now >= self._db_retry_at
-                ):
+                elif self._fresh and (self._announced or 0) > store.generation:
+                    # Writers announce only after committing, so an announcement means
+                    # PostgreSQL is back: no need to sit out the poll backoff. One try per
+                    # message, so a watcher that still cannot reach it does not spin.
+                    self._fresh = False
                     self._sync(store, "pubsub")
                 del store  # never hold the store across a blocking wait
                 timeout = min(_MAX_BLOCK, max(0.0, self._next_poll - time.monotonic()))
                 self._wait_for_message(timeout)
         finally:
+            self._set_subscribed(False)
             if self._pubsub is not None:
                 with contextlib.suppress(RedisError):
                     self._pubsub.close()
