@@ -257,6 +257,81 @@ class Settings(BaseSettings):
         "newest first (it encrypts; all decrypt). Unset: one key derived from SECRET_KEY",
     )
 
+    # AI gateway and background jobs (issue 5, docs/ai.md, docs/jobs.md).
+    ai_connect_timeout: float = Field(
+        default=3.0, gt=0, le=60, description="Seconds to open a connection to an AI provider"
+    )
+    ai_request_deadline: float = Field(
+        default=55.0,
+        gt=0,
+        le=3600,
+        description="Seconds one generate call may take across retries and fallbacks (keep "
+        "it below GUNICORN_TIMEOUT)",
+    )
+    ai_retry_base_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="First provider retry delay (doubles, full jitter)"
+    )
+    ai_retry_max_wait: float = Field(
+        default=8.0,
+        gt=0,
+        le=300,
+        description="Longest single wait before a provider retry; a longer Retry-After falls "
+        "back to the next provider instead",
+    )
+    ai_breaker_failures: int = Field(
+        default=5, ge=1, le=1000, description="Consecutive provider failures that open its breaker"
+    )
+    ai_breaker_open_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds an open breaker waits before one probe"
+    )
+    ai_default_max_tokens: int = Field(
+        default=512, ge=1, le=200_000, description="max_tokens of a request that names none"
+    )
+    ai_history_content: Literal["none", "redacted", "full"] = Field(
+        default="redacted",
+        description="What history keeps of prompts/responses: none (length and hash only), "
+        "redacted (emails, numbers and key-like strings masked) or full",
+    )
+    ai_history_max_chars: int = Field(
+        default=4000, ge=0, le=1_000_000, description="Characters of prompt/response kept"
+    )
+    ai_history_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days generation records are kept"
+    )
+    job_max_retries: int = Field(
+        default=3, ge=0, le=20, description="Retries of a failing AI job before dead letter"
+    )
+    job_retry_base_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="First job retry delay (doubles, full jitter)"
+    )
+    job_retry_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Longest job retry delay; must stay below CELERY_VISIBILITY_TIMEOUT",
+    )
+    job_max_redeliveries: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Times one attempt may be redelivered after a lost worker before it is "
+        "dead-lettered (a job that kills its worker must not loop forever)",
+    )
+    job_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="Days finished jobs are kept"
+    )
+    job_requeue_after_seconds: float = Field(
+        default=900.0,
+        ge=10,
+        description="A job still queued (or running with an expired lease) this long is "
+        "re-sent by beat; a duplicate message is harmless",
+    )
+    idempotency_key_ttl_seconds: int = Field(
+        default=86_400, ge=60, le=30 * 86_400, description="How long an Idempotency-Key binds"
+    )
+    dead_letter_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days dead letters are kept"
+    )
+
     # Kubernetes operator (issue 6, docs/operator.md).
     operator_namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -346,6 +421,14 @@ class Settings(BaseSettings):
                 "JWT_SIGNING_KEY is missing or not a PEM private key; set it (e.g. from a "
                 "Kubernetes Secret) outside development"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _job_retries_fit_visibility(self) -> Self:
+        # A retry delay longer than the visibility timeout makes Redis redeliver the task
+        # again and again (celery docs, backends-and-brokers/redis, "Visibility timeout").
+        if self.job_retry_max_seconds >= self.celery_visibility_timeout:
+            raise ValueError("JOB_RETRY_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT")
         return self
 
     @property

@@ -147,6 +147,24 @@ AI_BREAKER_STATE: Final = Gauge(
     ["provider"],
     multiprocess_mode="livemax",
 )
+AI_TOKENS_ESTIMATED: Final = Counter(
+    "sapi_ai_tokens_estimated_total",
+    "Tokens counted by estimate because the provider reported no usage (subset of "
+    "sapi_ai_tokens_total).",
+    ["provider", "model"],
+)
+#: side: client (the caller went away) | provider (the provider failed mid-stream)
+AI_STREAM_ENDS: Final = Counter(
+    "sapi_ai_stream_interruptions_total",
+    "Streams that ended before the provider finished, by the side that ended them.",
+    ["side"],
+)
+#: outcome: succeeded | failed | cancelled | dead
+AI_JOBS: Final = Counter(
+    "sapi_ai_jobs_total",
+    "Background AI jobs finished, by outcome.",
+    ["outcome"],
+)
 BREAKER_CLOSED: Final = 0
 BREAKER_HALF_OPEN: Final = 1
 BREAKER_OPEN: Final = 2

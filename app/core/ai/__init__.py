@@ -1,0 +1,57 @@
+"""AI gateway: providers from the config store, retries, breakers, fallback, streaming.
+
+    ai.init_app(app, settings)        # in the factory, after the config store
+    gateway().resolve_model(None)     # -> (model, candidates)
+    gateway().complete(request, candidates) / gateway().open_stream(request, candidates)
+
+Token budgets, history and the HTTP surface live in app/services/ai.py and
+app/api/v1/ai.py; see docs/ai.md.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from flask import Flask, current_app
+
+from app.config import Settings
+from app.core.ai.errors import FailureKind, ProviderFailure
+from app.core.ai.gateway import Gateway, Generation, OpenStream
+from app.core.ai.types import ChatRequest, Completion, Message, StreamEvent, Usage
+
+EXTENSION: Final = "ai_gateway"
+
+__all__ = [
+    "EXTENSION",
+    "ChatRequest",
+    "Completion",
+    "FailureKind",
+    "Gateway",
+    "Generation",
+    "Message",
+    "OpenStream",
+    "ProviderFailure",
+    "StreamEvent",
+    "Usage",
+    "gateway",
+    "init_app",
+]
+
+
+def init_app(app: Flask, settings: Settings) -> Gateway:
+    """Create the gateway (no I/O: providers are built on first use per generation)."""
+    from app.core.config_store import config_store
+
+    store = config_store(app)
+    gw = Gateway(settings, store.current)
+    limiter = app.extensions.get("ratelimit")
+    if limiter is not None:
+        gw.limits_store = limiter.store
+    app.extensions[EXTENSION] = gw
+    return gw
+
+
+def gateway(app: Flask | None = None) -> Gateway:
+    """The gateway of `app` (default: the current app)."""
+    gw: Gateway = (app or current_app).extensions[EXTENSION]
+    return gw

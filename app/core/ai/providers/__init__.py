@@ -1,0 +1,42 @@
+"""Provider implementations by `AIProvider.spec.type`."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.core.ai.providers.anthropic import AnthropicProvider
+from app.core.ai.providers.base import HttpProvider, Provider, ProviderStream
+from app.core.ai.providers.echo import EchoProvider
+from app.core.ai.providers.openai import (
+    AzureOpenAIProvider,
+    OpenAICompatibleProvider,
+    OpenAIProvider,
+)
+from app.core.specs.ai_provider import AIProviderSpec, ProviderType
+
+_HTTP: dict[ProviderType, type[HttpProvider]] = {
+    ProviderType.OPENAI_COMPATIBLE: OpenAICompatibleProvider,
+    ProviderType.OPENAI: OpenAIProvider,
+    ProviderType.AZURE_OPENAI: AzureOpenAIProvider,
+    ProviderType.ANTHROPIC: AnthropicProvider,
+}
+
+__all__ = ["Provider", "ProviderStream", "build_provider"]
+
+
+def build_provider(
+    *,
+    name: str,
+    spec: AIProviderSpec,
+    api_key: str | None,
+    client: httpx.Client | None,
+    connect_timeout: float,
+) -> Provider:
+    """The provider object for `spec` (HTTP ones need `client`)."""
+    if spec.type is ProviderType.ECHO:
+        return EchoProvider(name=name, spec=spec)
+    assert client is not None, "HTTP providers need a client"
+    cls = _HTTP[spec.type]
+    return cls(
+        name=name, spec=spec, api_key=api_key, client=client, connect_timeout=connect_timeout
+    )

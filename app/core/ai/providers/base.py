@@ -1,0 +1,216 @@
+"""The provider protocol and the HTTP machinery every wire format shares.
+
+One call is one HTTP request with explicit timeouts (connect from settings, read/write
+from the provider's `timeoutSeconds`, capped by what is left of the request deadline);
+httpx itself never retries (its transport default is 0 retries), so the gateway is the
+one layer that retries (notes/pitfalls.md: attempts multiply otherwise). Statuses and
+transport errors become `ProviderFailure`s here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+import httpx
+
+from app.core.ai import sse
+from app.core.ai.errors import FailureKind, ProviderFailure
+from app.core.ai.retry import parse_retry_after
+from app.core.ai.types import ChatRequest, Completion, StreamEvent
+from app.core.specs.ai_provider import AIProviderSpec
+
+#: Longest error body read (and thrown away) before closing a failed response.
+MAX_ERROR_BODY = 64 * 1024
+
+
+class ProviderStream(Protocol):
+    """An open stream: iterate events, then (or instead) close it."""
+
+    def __iter__(self) -> Iterator[StreamEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class Provider(Protocol):
+    """What the gateway calls. `timeout` is the most one call may take, in seconds."""
+
+    name: str
+    spec: AIProviderSpec
+
+    def complete(self, request: ChatRequest, *, timeout: float) -> Completion: ...
+
+    def stream(self, request: ChatRequest, *, timeout: float) -> ProviderStream: ...
+
+
+def failure_from_status(
+    provider: str, status: int, headers: Mapping[str, str]
+) -> ProviderFailure | None:
+    """The failure an HTTP status means, or None for 2xx."""
+    if 200 <= status < 300:
+        return None
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status == 429:
+        kind = FailureKind.RATE_LIMITED
+    elif status == 408:
+        kind = FailureKind.TIMEOUT
+    elif status >= 500:
+        kind = FailureKind.SERVER_ERROR
+    elif status in (401, 403):
+        kind = FailureKind.AUTH
+    else:
+        kind = FailureKind.CLIENT_ERROR
+    return ProviderFailure(kind, provider=provider, status=status, retry_after=retry_after)
+
+
+def failure_from_transport(provider: str, exc: httpx.HTTPError) -> ProviderFailure:
+    """The failure a transport exception means (timeouts, refused or dropped connections)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderFailure(FailureKind.TIMEOUT, provider=provider, detail=type(exc).__name__)
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderFailure(FailureKind.CONNECT, provider=provider, detail="connect")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return ProviderFailure(FailureKind.TRUNCATED, provider=provider, detail=type(exc).__name__)
+    return ProviderFailure(FailureKind.CONNECT, provider=provider, detail=type(exc).__name__)
+
+
+def bad_response(provider: str, what: str) -> ProviderFailure:
+    """A 2xx answer we cannot use."""
+    return ProviderFailure(FailureKind.BAD_RESPONSE, provider=provider, detail=what)
+
+
+class HttpStream:
+    """A provider's SSE response parsed into events; raises `ProviderFailure` on faults."""
+
+    def __init__(self, provider: HttpProvider, response: httpx.Response) -> None:
+        self.provider = provider
+        self.response = response
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        name = self.provider.name
+        finished = False
+        try:
+            for event_name, data in sse.iter_events(self.response.iter_lines()):
+                if data == "[DONE]":
+                    yield StreamEvent(done=True)
+                    return
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise bad_response(name, "stream event is not JSON") from None
+                event = self.provider.parse_event(event_name, payload)
+                if event is None:
+                    continue
+                finished = finished or event.finish_reason is not None
+                yield event
+                if event.done:
+                    return
+        except httpx.HTTPError as exc:
+            raise failure_from_transport(name, exc) from None
+        if finished:
+            # Some OpenAI-compatible servers end after the finish_reason chunk, no [DONE].
+            yield StreamEvent(done=True)
+            return
+        raise ProviderFailure(FailureKind.TRUNCATED, provider=name, detail="stream ended early")
+
+    def close(self) -> None:
+        """Close the upstream response (the provider sees the connection go)."""
+        self.response.close()
+
+
+class HttpProvider:
+    """Base of the HTTP wire formats; subclasses say where, what and how to read it."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: AIProviderSpec,
+        api_key: str | None,
+        client: httpx.Client,
+        connect_timeout: float,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self._api_key = api_key
+        self.client = client
+        self.connect_timeout = connect_timeout
+
+    def __repr__(self) -> str:  # never the key
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- what subclasses provide ---------------------------------------------------------
+    def url(self, request: ChatRequest) -> str:
+        """Full URL of the call."""
+        raise NotImplementedError
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        """Headers carrying the key."""
+        raise NotImplementedError
+
+    def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """JSON body of the call."""
+        raise NotImplementedError
+
+    def parse(self, payload: Any) -> Completion:
+        """A validated completion from a 2xx JSON body; `bad_response` otherwise."""
+        raise NotImplementedError
+
+    def parse_event(self, event: str | None, payload: Any) -> StreamEvent | None:
+        """One stream event, None to skip it; raise `ProviderFailure` for error events."""
+        raise NotImplementedError
+
+    # -- the calls -----------------------------------------------------------------------
+    def _headers(self, *, stream: bool) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+        if self._api_key:
+            headers.update(self.auth_headers(self._api_key))
+        return headers
+
+    def _timeout(self, timeout: float) -> httpx.Timeout:
+        read = max(0.001, min(float(self.spec.timeoutSeconds), timeout))
+        return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+
+    def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
+        """One non-streamed call."""
+        try:
+            response = self.client.post(
+                self.url(request),
+                json=self.body(request, stream=False),
+                headers=self._headers(stream=False),
+                timeout=self._timeout(timeout),
+            )
+        except httpx.HTTPError as exc:
+            raise failure_from_transport(self.name, exc) from None
+        failure = failure_from_status(self.name, response.status_code, response.headers)
+        if failure is not None:
+            raise failure
+        try:
+            payload = response.json()
+        except ValueError:
+            raise bad_response(self.name, "body is not JSON") from None
+        return self.parse(payload)
+
+    def stream(self, request: ChatRequest, *, timeout: float) -> HttpStream:
+        """Open a streamed call; the status is checked before returning."""
+        req = self.client.build_request(
+            "POST",
+            self.url(request),
+            json=self.body(request, stream=True),
+            headers=self._headers(stream=True),
+            timeout=self._timeout(timeout),
+        )
+        try:
+            response = self.client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise failure_from_transport(self.name, exc) from None
+        failure = failure_from_status(self.name, response.status_code, response.headers)
+        if failure is not None:
+            response.close()
+            raise failure
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            response.close()
+            raise bad_response(self.name, "stream is not text/event-stream")
+        return HttpStream(self, response)
