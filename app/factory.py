@@ -62,6 +62,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     redis.init_app(app, settings)
     celery_ext.init_app(app, settings)
     auth.schedule_tasks(app.extensions[celery_ext.EXTENSION], settings)
+    # AI gateway and jobs (issue 5): providers from the config store, job tasks + beat.
+    from app.core import ai
+    from app.core.tasks import ai as ai_tasks
+
+    ai.init_app(app, settings)
+    ai_tasks.schedule_tasks(app.extensions[celery_ext.EXTENSION], settings)
     checks = readiness.init_app(app, settings.readiness_timeout)
     checks.register("postgresql", lambda: db.ping(app.extensions[db.EXTENSION]))
     checks.register("redis", lambda: app.extensions[redis.EXTENSION].ping())
@@ -93,6 +99,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.cli_users import register_auth_cli
 
     register_auth_cli(app)
+    from app.cli_ai import register_ai_cli
+
+    register_ai_cli(app)
     return app
 
 

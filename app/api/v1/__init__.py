@@ -24,3 +24,9 @@ bp.register_blueprint(admin_config.bp)
 from app.api.v1 import limits  # noqa: E402 - rate limits (issue 4)
 
 bp.register_blueprint(limits.bp)
+
+from app.api.v1 import admin_ai_credentials, admin_dead_letters, ai  # noqa: E402 - issue 5
+
+bp.register_blueprint(ai.bp)
+bp.register_blueprint(admin_dead_letters.bp)
+bp.register_blueprint(admin_ai_credentials.bp)

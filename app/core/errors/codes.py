@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     VAL_UNSUPPORTED_MEDIA_TYPE = "VAL_UNSUPPORTED_MEDIA_TYPE"
     VAL_PAYLOAD_TOO_LARGE = "VAL_PAYLOAD_TOO_LARGE"
     VAL_BAD_REQUEST = "VAL_BAD_REQUEST"
+    VAL_IDEMPOTENCY_KEY_REUSED = "VAL_IDEMPOTENCY_KEY_REUSED"
     # RES_*: the resource addressed
     RES_NOT_FOUND = "RES_NOT_FOUND"
     RES_METHOD_NOT_ALLOWED = "RES_METHOD_NOT_ALLOWED"
@@ -82,6 +83,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.VAL_UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.VAL_PAYLOAD_TOO_LARGE: 413,
     ErrorCode.VAL_BAD_REQUEST: 400,
+    ErrorCode.VAL_IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.RES_NOT_FOUND: 404,
     ErrorCode.RES_METHOD_NOT_ALLOWED: 405,
     ErrorCode.RES_CONFLICT: 409,
@@ -120,6 +122,7 @@ _DESCRIPTION: dict[ErrorCode, str] = {
     ErrorCode.VAL_UNSUPPORTED_MEDIA_TYPE: "The body must be sent as application/json.",
     ErrorCode.VAL_PAYLOAD_TOO_LARGE: "The body is larger than the configured limit.",
     ErrorCode.VAL_BAD_REQUEST: "The request is malformed at the HTTP level.",
+    ErrorCode.VAL_IDEMPOTENCY_KEY_REUSED: "The Idempotency-Key was used with another body.",
     ErrorCode.RES_NOT_FOUND: "No resource at this path (or not visible to the caller).",
     ErrorCode.RES_METHOD_NOT_ALLOWED: "The path exists but not with this method; see Allow.",
     ErrorCode.RES_CONFLICT: "The change conflicts with the resource's state or owner.",

@@ -1,0 +1,240 @@
+"""Generate text for a caller: budget, gateway call, accounting, history.
+
+    result = generate(caller=..., body=..., session=..., settings=...)     # sync
+    stream = open_stream(caller=..., body=..., ...)                        # SSE
+    return Response(stream.sse(), mimetype="text/event-stream")
+
+Budgets (app/core/ratelimit/tokens.py): the estimate (prompt + max_tokens) is reserved
+before the call and settled with the real usage after it, so an exhausted budget refuses
+the call up front (429 `AI_TOKEN_LIMIT`) and a cheap answer gives the rest back. A
+stream is settled in its `finally`: completed streams are charged the provider's usage,
+cut ones what reached the client, never $0 (LiteLLM#37923).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from flask import g, has_request_context
+from opentelemetry import trace
+from sqlmodel import Session
+
+from app.config import Settings
+from app.core.ai import (
+    ChatRequest,
+    Gateway,
+    Generation,
+    Message,
+    Usage,
+)
+from app.core.ai.tokens import reservation_for
+from app.core.auth.caller import Caller
+from app.core.errors import ApiError
+from app.core.observability import metrics
+from app.core.ratelimit import Reservation, reserve_tokens, settle
+from app.core.warnings import WarningLevel, warn
+from app.models.ai import (
+    OUTCOME_ERROR,
+    OUTCOME_SUCCESS,
+    GenerateBody,
+    GenerationPublic,
+    UsagePublic,
+)
+from app.services import ai_history
+from app.services.ai_history import Owner, format_cost
+
+GENERATE_PATH: Final = "/v1/ai/generate"
+USAGE_ESTIMATED: Final = "AI_USAGE_ESTIMATED"
+FALLBACK_USED: Final = "AI_PROVIDER_FALLBACK"
+
+
+def owner_of(caller: Caller) -> Owner:
+    """History/job owner of `caller`: always the user, plus the API key used if any."""
+    return Owner(owner=f"user:{caller.subject}", user_id=caller.subject, api_key_id=caller.key_id)
+
+
+def current_trace_id() -> str | None:
+    """Hex trace id of the active span (None when there is none)."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def chat_request(body: GenerateBody, *, model: str, settings: Settings) -> ChatRequest:
+    """The gateway request of a validated body."""
+    if body.messages is not None:
+        messages = tuple(Message(m.role, m.content) for m in body.messages)
+    else:
+        messages = (Message("user", body.prompt or ""),)
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        max_tokens=body.max_tokens or settings.ai_default_max_tokens,
+        temperature=body.temperature,
+    )
+
+
+def count_usage(provider: str, model: str, usage: Usage, cost: Decimal) -> None:
+    """Add one call's tokens and cost to the AI metrics."""
+    metrics.AI_TOKENS.labels(provider, model, "input").inc(usage.input_tokens)
+    metrics.AI_TOKENS.labels(provider, model, "output").inc(usage.output_tokens)
+    if usage.estimated:
+        metrics.AI_TOKENS_ESTIMATED.labels(provider, model).inc(usage.total)
+    if cost:
+        metrics.AI_COST.labels(provider, model).inc(float(cost))
+
+
+def warn_about(usage: Usage, attempts: list[dict[str, Any]]) -> None:
+    """Envelope warnings for estimated usage and for answers that needed a fallback."""
+    if not has_request_context():
+        return
+    if usage.estimated:
+        warn(
+            USAGE_ESTIMATED,
+            "The provider reported no token usage; tokens and cost are estimates.",
+            WarningLevel.INFO,
+        )
+    if attempts:
+        warn(
+            FALLBACK_USED,
+            "The first choice of provider failed; another attempt answered.",
+            WarningLevel.INFO,
+            attempts=attempts,
+        )
+
+
+def request_id_of() -> str | None:
+    """The current request's id (None in a worker)."""
+    return g.get("request_id") if has_request_context() else None
+
+
+@dataclass
+class Call:
+    """Everything one generation needs, shared by the sync, stream and job paths."""
+
+    caller: Caller
+    body: GenerateBody
+    settings: Settings
+    gateway: Gateway
+    path: str = GENERATE_PATH
+    job_id: uuid.UUID | None = None
+    reservation: Reservation | None = None
+    request: ChatRequest = field(init=False)
+    candidates: tuple[Any, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        model, self.candidates = self.gateway.resolve_model(self.body.model)
+        self.request = chat_request(self.body, model=model, settings=self.settings)
+
+    def reserve(self) -> None:
+        """Take the estimate from the caller's token budgets (429 when spent)."""
+        if self.reservation is None:
+            self.reservation = reserve_tokens(
+                self.caller, reservation_for(self.request), path=self.path, method="POST"
+            )
+
+    def settle(self, used: int) -> None:
+        """Charge `used` tokens against the reservation (refund or top-up)."""
+        if self.reservation is not None:
+            settle(self.reservation, used)
+            self.reservation = None
+
+    def record_failure(self, session: Session, error: ApiError, *, stream: bool = False) -> None:
+        """History row for a call no provider answered."""
+        ai_history.record(
+            session=session,
+            settings=self.settings,
+            owner=owner_of(self.caller),
+            model=self.request.model,
+            provider=None,
+            outcome=OUTCOME_ERROR,
+            prompt=self.request.prompt_text,
+            response=None,
+            error_code=error.code.value,
+            attempts=list(error.details.get("attempts", [])),
+            stream=stream,
+            job_id=self.job_id,
+            request_id=request_id_of(),
+            trace_id=current_trace_id(),
+        )
+
+
+def record_success(*, call: Call, result: Generation, session: Session) -> GenerationPublic:
+    """Add the history row of an answered call to `session` (no commit, no settling)."""
+    usage = result.completion.usage
+    assert usage is not None
+    cost = result.price.cost(usage.input_tokens, usage.output_tokens)
+    attempts = [f.describe() for f in result.failures]
+    latency_ms = round(result.latency * 1000)
+    row = ai_history.record(
+        session=session,
+        settings=call.settings,
+        owner=owner_of(call.caller),
+        model=result.model,
+        provider=result.provider,
+        outcome=OUTCOME_SUCCESS,
+        prompt=call.request.prompt_text,
+        response=result.completion.text,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        estimated=usage.estimated,
+        cost=cost,
+        latency_ms=latency_ms,
+        attempts=attempts,
+        job_id=call.job_id,
+        request_id=request_id_of(),
+        trace_id=current_trace_id(),
+    )
+    warn_about(usage, attempts)
+    return GenerationPublic(
+        id=row.id,
+        provider=result.provider,
+        model=result.model,
+        text=result.completion.text,
+        finish_reason=result.completion.finish_reason,
+        usage=usage_public(usage),
+        cost_usd=format_cost(cost),
+        latency_ms=latency_ms,
+        attempts=attempts,
+    )
+
+
+def complete(call: Call) -> Generation:
+    """The gateway call of `call`, with its tokens and cost counted in the metrics."""
+    result = call.gateway.complete(call.request, call.candidates)
+    usage = result.completion.usage
+    assert usage is not None
+    count_usage(
+        result.provider,
+        result.model,
+        usage,
+        result.price.cost(usage.input_tokens, usage.output_tokens),
+    )
+    return result
+
+
+def generate(*, call: Call, session: Session) -> GenerationPublic:
+    """One non-streamed generation: reserve, call, record, commit, settle."""
+    call.reserve()
+    try:
+        result = complete(call)
+    except ApiError as error:
+        call.settle(0)
+        call.record_failure(session, error)
+        session.commit()
+        raise
+    public = record_success(call=call, result=result, session=session)
+    session.commit()
+    call.settle(public.usage.total_tokens)
+    return public
+
+
+def usage_public(usage: Usage) -> UsagePublic:
+    return UsagePublic(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        total_tokens=usage.total,
+        estimated=usage.estimated,
+    )

@@ -1,0 +1,198 @@
+"""Generation history: what is kept of prompts and answers, recording, listing, purging."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import DateTime, delete, literal, tuple_
+from sqlmodel import Session, col, select
+
+from app.config import Settings
+from app.core.errors import ValidationFailed
+from app.models.ai import AIGeneration, HistoryItem, HistoryQuery, UsagePublic
+from app.models.base import utcnow
+
+# Masks applied in `redacted` mode, in order: key-like strings first (they may contain
+# digits), then e-mail addresses, then long digit runs (card, phone, account numbers).
+_REDACTIONS: Final = (
+    (re.compile(r"\b(?:sk|pk|rk|sapi|key|tok)[-_][A-Za-z0-9_\-]{8,}"), "[secret]"),
+    (re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.I), "[secret]"),
+    (re.compile(r"\b[A-Za-z0-9_\-]{32,}\b"), "[secret]"),
+    (re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"), "[email]"),
+    (re.compile(r"\+?\d[\d \-]{6,}\d"), "[number]"),
+)
+
+
+def redact(text: str) -> str:
+    """`text` with secrets, e-mail addresses and long numbers masked."""
+    for pattern, mask in _REDACTIONS:
+        text = pattern.sub(mask, text)
+    return text
+
+
+def kept_text(text: str | None, settings: Settings) -> str | None:
+    """What `AI_HISTORY_CONTENT` keeps of `text` (None in `none` mode)."""
+    if text is None or settings.ai_history_content == "none":
+        return None
+    if settings.ai_history_content == "redacted":
+        text = redact(text)
+    return text[: settings.ai_history_max_chars]
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose record: the user, and the API key used if any."""
+
+    owner: str
+    user_id: str | None
+    api_key_id: str | None
+
+
+def record(
+    *,
+    session: Session,
+    settings: Settings,
+    owner: Owner,
+    model: str,
+    provider: str | None,
+    outcome: str,
+    prompt: str,
+    response: str | None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    estimated: bool = False,
+    cost: Decimal = Decimal(0),
+    latency_ms: int = 0,
+    ttft_ms: int | None = None,
+    stream: bool = False,
+    error_code: str | None = None,
+    attempts: list[dict[str, Any]] | None = None,
+    job_id: uuid.UUID | None = None,
+    request_id: str | None = None,
+    trace_id: str | None = None,
+) -> AIGeneration:
+    """Add one history row to `session` (the caller commits)."""
+    row = AIGeneration(
+        owner=owner.owner,
+        user_id=owner.user_id,
+        api_key_id=owner.api_key_id,
+        job_id=job_id,
+        provider=provider,
+        model=model,
+        stream=stream,
+        outcome=outcome,
+        error_code=error_code,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tokens_estimated=estimated,
+        cost_usd=cost,
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        attempts=attempts or [],
+        prompt=kept_text(prompt, settings),
+        response=kept_text(response, settings),
+        prompt_chars=len(prompt),
+        response_chars=len(response or ""),
+        prompt_sha256=hashlib.sha256(prompt.encode("utf-8")).hexdigest(),
+        request_id=request_id,
+        trace_id=trace_id,
+    )
+    session.add(row)
+    return row
+
+
+def _cursor(row: AIGeneration) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, ident = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed(
+            errors=[{"field": "cursor", "message": "not a cursor from this API", "type": "value"}]
+        ) from None
+
+
+def item(row: AIGeneration) -> HistoryItem:
+    """The public shape of a row."""
+    return HistoryItem(
+        id=row.id,
+        created_at=row.created_at,
+        provider=row.provider,
+        model=row.model,
+        stream=row.stream,
+        job_id=row.job_id,
+        outcome=row.outcome,
+        error_code=row.error_code,
+        usage=UsagePublic(
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            total_tokens=row.input_tokens + row.output_tokens,
+            estimated=row.tokens_estimated,
+        ),
+        cost_usd=format_cost(row.cost_usd),
+        latency_ms=row.latency_ms,
+        ttft_ms=row.ttft_ms,
+        prompt=row.prompt,
+        response=row.response,
+        prompt_chars=row.prompt_chars,
+        response_chars=row.response_chars,
+    )
+
+
+def format_cost(value: Decimal) -> str:
+    """A cost as a plain decimal string without exponent (`0.000123`)."""
+    return format(value.normalize(), "f") if value else "0"
+
+
+def list_history(
+    *, session: Session, owner: str, query: HistoryQuery
+) -> tuple[list[AIGeneration], str | None]:
+    """A page of `owner`'s records, newest first, and the cursor of the next page."""
+    statement = select(AIGeneration).where(AIGeneration.owner == owner)
+    if query.model is not None:
+        statement = statement.where(AIGeneration.model == query.model)
+    if query.provider is not None:
+        statement = statement.where(AIGeneration.provider == query.provider)
+    if query.outcome is not None:
+        statement = statement.where(AIGeneration.outcome == query.outcome)
+    if query.stream is not None:
+        statement = statement.where(AIGeneration.stream == query.stream)
+    if query.job_id is not None:
+        statement = statement.where(AIGeneration.job_id == query.job_id)
+    if query.since is not None:
+        statement = statement.where(col(AIGeneration.created_at) >= query.since)
+    if query.until is not None:
+        statement = statement.where(col(AIGeneration.created_at) < query.until)
+    if query.cursor is not None:
+        at, ident = _parse_cursor(query.cursor)
+        statement = statement.where(
+            tuple_(col(AIGeneration.created_at), col(AIGeneration.id))
+            < tuple_(literal(at, DateTime(timezone=True)), literal(ident))
+        )
+    statement = statement.order_by(
+        col(AIGeneration.created_at).desc(), col(AIGeneration.id).desc()
+    ).limit(query.limit + 1)
+    rows = list(session.exec(statement).all())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return rows, (_cursor(rows[-1]) if more and rows else None)
+
+
+def purge(*, session: Session, older_than_days: int) -> int:
+    """Delete records older than the retention; returns how many."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    result = session.exec(delete(AIGeneration).where(col(AIGeneration.created_at) < cutoff))
+    return int(result.rowcount or 0)

@@ -1,0 +1,143 @@
+"""`GET /v1/ai/history`: the caller's own records, paginated, filtered, redacted by setting."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlmodel import Session, select
+
+from app.config import Settings
+from app.models.ai import AIGeneration
+from app.models.base import utcnow
+from app.services import ai_history
+from tests.ai.support import Sim, bearer, install_provider, provider_spec
+
+KEY = "sk-history-0123456789abcdef"
+SENSITIVE = "mail bob@example.com card 4111 1111 1111 1111 key sk-abcdefghijklmnop ok"
+
+
+@pytest.fixture
+def provider(app: Flask, session: Session, sim: Sim) -> Sim:
+    """One provider serving sim-small and sim-large."""
+    install_provider(
+        app, session, "primary", provider_spec(sim, models=("sim-small", "sim-large")), api_key=KEY
+    )
+    return sim
+
+
+def generate(client: FlaskClient, user: str, **body: object) -> None:
+    client.post("/v1/ai/generate", json={"prompt": "p", **body}, headers=bearer(user))
+
+
+def history(client: FlaskClient, user: str, query: str = "") -> dict:  # type: ignore[type-arg]
+    response = client.get(f"/v1/ai/history{query}", headers=bearer(user))
+    assert response.status_code == 200, response.json
+    data: dict = response.json["data"]  # type: ignore[type-arg,index]
+    return data
+
+
+def test_history_lists_only_the_callers_own_records_newest_first(
+    client: FlaskClient, provider: Sim
+) -> None:
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    for word in ("one", "two", "three"):
+        generate(client, alice, prompt=word)
+    generate(client, bob)
+
+    mine = history(client, alice)["data"]
+    theirs = history(client, bob)["data"]
+
+    assert len(mine) == 3 and len(theirs) == 1
+    assert [r["response"] for r in mine] == ["echo: three", "echo: two", "echo: one"]
+    assert {r["id"] for r in mine}.isdisjoint({r["id"] for r in theirs})
+
+
+def test_pages_follow_the_cursor_without_gaps_or_repeats(
+    client: FlaskClient, provider: Sim
+) -> None:
+    user = str(uuid.uuid4())
+    for i in range(5):
+        generate(client, user, prompt=f"n{i}")
+
+    first = history(client, user, "?limit=2")
+    second = history(client, user, f"?limit=2&cursor={first['next_cursor']}")
+    third = history(client, user, f"?limit=2&cursor={second['next_cursor']}")
+
+    ids = [r["id"] for page in (first, second, third) for r in page["data"]]
+    assert len(ids) == len(set(ids)) == 5
+    assert third["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("?model=sim-large", 1),
+        ("?stream=true", 1),
+        ("?outcome=error", 1),
+        ("?outcome=success", 3),
+        ("?provider=primary", 3),
+        ("?provider=other", 0),
+    ],
+)
+def test_filters_narrow_the_list(
+    client: FlaskClient, provider: Sim, query: str, expected: int
+) -> None:
+    user = str(uuid.uuid4())
+    generate(client, user)
+    generate(client, user, model="sim-large")
+    client.post(
+        "/v1/ai/generate", json={"prompt": "s", "stream": True}, headers=bearer(user)
+    ).get_data()
+    provider.fault("500", count=5)
+    generate(client, user)
+
+    assert len(history(client, user, query)["data"]) == expected
+
+
+def test_a_forged_cursor_is_422(client: FlaskClient) -> None:
+    response = client.get("/v1/ai/history?cursor=bm90LWEtY3Vyc29y", headers=bearer())
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("mode", "kept"),
+    [
+        ("none", None),
+        ("redacted", "mail [email] card [number] key [secret] ok"),
+        ("full", SENSITIVE),
+    ],
+)
+def test_history_keeps_prompts_as_the_setting_says(
+    app: Flask, client: FlaskClient, provider: Sim, mode: str, kept: str | None
+) -> None:
+    settings: Settings = app.extensions["settings"]
+    app.extensions["settings"] = settings.model_copy(update={"ai_history_content": mode})
+    user = str(uuid.uuid4())
+    app.extensions["ai_gateway"].settings = app.extensions["settings"]
+
+    client.post("/v1/ai/generate", json={"prompt": SENSITIVE}, headers=bearer(user))
+
+    record = history(client, user)["data"][0]
+    assert record["prompt"] == kept
+    assert record["prompt_chars"] == len(SENSITIVE)
+
+
+def test_records_older_than_the_retention_are_purged(
+    session: Session, client: FlaskClient, provider: Sim
+) -> None:
+    user = str(uuid.uuid4())
+    generate(client, user, prompt="old")
+    generate(client, user, prompt="new")
+    old = session.exec(select(AIGeneration).where(AIGeneration.response == "echo: old")).one()
+    old.created_at = utcnow() - timedelta(days=31)
+    session.add(old)
+    session.flush()
+
+    removed = ai_history.purge(session=session, older_than_days=30)
+
+    assert removed == 1
+    assert [r["response"] for r in history(client, user)["data"]] == ["echo: new"]
