@@ -6,6 +6,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from app import create_app
 from app.config import Settings
 from app.core.observability.celery_signals import PRIORITY_SEP, QueueLengthCollector, queues_of
 from tests.observability.test_tracing import with_db
+from tests.observability.trace_tasks import FLAKY_TASK
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +80,7 @@ def test_prefork_worker_serves_task_outcomes_of_all_children(
         name="celery worker (prefork, metrics)",
         args=[sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "worker",
               "--pool=prefork", "--concurrency=2", f"--hostname={nodename}",
+              "--include=tests.observability.trace_tasks",
               "--without-mingle", "--without-gossip", "--without-heartbeat"],
         env=env,
         log_path=tmp_path / "worker.log",
@@ -96,7 +99,17 @@ def test_prefork_worker_serves_task_outcomes_of_all_children(
         )
         results = [producer.send_task("sapi.system.ping", args=[str(i)]) for i in range(12)]
         assert [r.get(timeout=60)["pong"] for r in results] == [str(i) for i in range(12)]
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert producer.send_task(FLAKY_TASK, args=["k"]).get(timeout=60) == "k"
+        revoked_id = str(uuid.uuid4())
+        producer.control.revoke(revoked_id, destination=[nodename], reply=True, timeout=5)
+        producer.send_task("sapi.system.ping", args=["never"], task_id=revoked_id)
+
+        def scrape() -> str:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        revoked_line = 'sapi_celery_tasks_total{outcome="revoked",task="sapi.system.ping"} 1.0'
+        wait_for(lambda: revoked_line in scrape(), timeout=30, what="the revoked task metric")
+        text = scrape()
     finally:
         worker.stop()
 
@@ -110,4 +123,10 @@ def test_prefork_worker_serves_task_outcomes_of_all_children(
     duration = ("sapi_celery_task_duration_seconds_count", (("task", "sapi.system.ping"),))
     assert samples[duration] == 12
     assert samples[("sapi_celery_queue_length", (("queue", "celery"),))] == 0
+    flaky = (("task", FLAKY_TASK),)
+    assert samples[("sapi_celery_task_retries_total", flaky)] == 1
+    assert samples[("sapi_celery_tasks_total", (("outcome", "retry"), *flaky))] == 1
+    assert samples[("sapi_celery_tasks_total", (("outcome", "success"), *flaky))] == 1
+    revoked = (("outcome", "revoked"), ("task", "sapi.system.ping"))
+    assert samples[("sapi_celery_tasks_total", revoked)] == 1
     assert not (multiproc_dir / "counter_999999.db").exists()

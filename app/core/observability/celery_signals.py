@@ -58,14 +58,21 @@ def _on_postrun(
     metrics.CELERY_TASKS.labels(name, _OUTCOME_BY_STATE.get(state or "", "failure")).inc()
 
 
+def _request_task_name(request: Any) -> str:
+    # task_retry passes the task's Context (`.task` is the name); task_revoked passes the
+    # worker's Request (`.task_name` is the name, `.task` the Task object).
+    name = getattr(request, "task_name", None) or getattr(request, "task", None)
+    if isinstance(name, str):
+        return name
+    return str(getattr(name, "name", None) or UNKNOWN_TASK)
+
+
 def _on_retry(request: Any = None, **_: Any) -> None:
-    metrics.CELERY_TASK_RETRIES.labels(str(getattr(request, "task", None) or UNKNOWN_TASK)).inc()
+    metrics.CELERY_TASK_RETRIES.labels(_request_task_name(request)).inc()
 
 
 def _on_revoked(request: Any = None, **_: Any) -> None:
-    metrics.CELERY_TASKS.labels(
-        str(getattr(request, "task", None) or UNKNOWN_TASK), "revoked"
-    ).inc()
+    metrics.CELERY_TASKS.labels(_request_task_name(request), "revoked").inc()
 
 
 def _on_rejected(message: Any = None, **_: Any) -> None:
