@@ -1,0 +1,1 @@
+"""Benchmarks: bare Flask vs the usual Flask stack vs this project's pipeline (not tests)."""

@@ -1,0 +1,1 @@
+"""The WSGI apps `run_pipeline.py` serves with gunicorn, one GET endpoint each."""
