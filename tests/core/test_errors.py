@@ -89,19 +89,39 @@ def _assert_error_envelope(response: Any, status: int, code: ErrorCode) -> dict[
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [
-        ("POST", "/t/items", {"data": "{not json", "content_type": "application/json"}, 400,
-         ErrorCode.VAL_MALFORMED_JSON),
-        ("POST", "/t/items", {"data": b"\xff\xfe{}", "content_type": "application/json"}, 400,
-         ErrorCode.VAL_MALFORMED_JSON),
-        ("POST", "/t/items", {"data": "", "content_type": "application/json"}, 400,
-         ErrorCode.VAL_MALFORMED_JSON),
+        (
+            "POST",
+            "/t/items",
+            {"data": "{not json", "content_type": "application/json"},
+            400,
+            ErrorCode.VAL_MALFORMED_JSON,
+        ),
+        (
+            "POST",
+            "/t/items",
+            {"data": b"\xff\xfe{}", "content_type": "application/json"},
+            400,
+            ErrorCode.VAL_MALFORMED_JSON,
+        ),
+        (
+            "POST",
+            "/t/items",
+            {"data": "", "content_type": "application/json"},
+            400,
+            ErrorCode.VAL_MALFORMED_JSON,
+        ),
         ("GET", "/t/401", {}, 401, ErrorCode.AUTH_REQUIRED),
         ("GET", "/t/403", {}, 403, ErrorCode.AUTH_FORBIDDEN),
         ("GET", "/does-not-exist", {}, 404, ErrorCode.RES_NOT_FOUND),
         ("DELETE", "/livez", {}, 405, ErrorCode.RES_METHOD_NOT_ALLOWED),
         ("GET", "/t/409", {}, 409, ErrorCode.RES_CONFLICT),
-        ("POST", "/t/items", {"data": "name=x", "content_type": "text/plain"}, 415,
-         ErrorCode.VAL_UNSUPPORTED_MEDIA_TYPE),
+        (
+            "POST",
+            "/t/items",
+            {"data": "name=x", "content_type": "text/plain"},
+            415,
+            ErrorCode.VAL_UNSUPPORTED_MEDIA_TYPE,
+        ),
         ("POST", "/t/items", {"json": {"quantity": "many"}}, 422, ErrorCode.VAL_INVALID_FORMAT),
         ("GET", "/t/429", {}, 429, ErrorCode.RATE_LIMIT_EXCEEDED),
         ("GET", "/t/503-db", {}, 503, ErrorCode.DB_CONNECTION_ERROR),
@@ -152,9 +172,7 @@ def test_a_json_array_is_a_validation_error_not_a_crash(error_app: Flask) -> Non
 
 def test_deeply_nested_json_is_refused_cleanly(error_app: Flask) -> None:
     deep = "[" * 100_000 + "]" * 100_000
-    response = error_app.test_client().post(
-        "/t/items", data=deep, content_type="application/json"
-    )
+    response = error_app.test_client().post("/t/items", data=deep, content_type="application/json")
     assert response.status_code in (400, 413)
     assert response.get_json()["error"]["code"] in {"VAL_MALFORMED_JSON", "VAL_PAYLOAD_TOO_LARGE"}
 
@@ -197,8 +215,12 @@ def test_warnings_are_collected_deduplicated_and_returned(error_app: Flask) -> N
     body = error_app.test_client().get("/t/warned").get_json()
     assert body["success"] is True
     assert body["warnings"] == [
-        {"code": "EXAMPLE_NOTICE", "message": "Something to know", "level": "INFO",
-         "context": {"hint": "x"}},
+        {
+            "code": "EXAMPLE_NOTICE",
+            "message": "Something to know",
+            "level": "INFO",
+            "context": {"hint": "x"},
+        },
         {"code": "EXAMPLE_DEPRECATED", "message": "Going away", "level": "WARN"},
     ]
 
@@ -218,3 +240,20 @@ def test_docs_error_catalogue_matches_the_enum() -> None:
 
     path = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
     assert path.read_text(encoding="utf-8") == catalogue_markdown(), "run `make docs`"
+
+
+def test_a_statement_timeout_is_a_503_db_timeout_not_a_500(app: Flask) -> None:
+    from sqlalchemy import text
+
+    from app.core.db import get_session
+
+    def slow() -> Any:
+        session = get_session()
+        session.execute(text("SET LOCAL statement_timeout = '50ms'"))
+        session.execute(text("SELECT pg_sleep(2)"))
+        return ok({})
+
+    app.add_url_rule("/t/slow", endpoint="slow", view_func=slow)
+    response = app.test_client().get("/t/slow")
+    _assert_error_envelope(response, 503, ErrorCode.DB_TIMEOUT)
+    assert response.headers["Retry-After"] == "1"

@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     # DB_*: the database
     DB_CONNECTION_ERROR = "DB_CONNECTION_ERROR"
     DB_INTEGRITY_ERROR = "DB_INTEGRITY_ERROR"
+    DB_TIMEOUT = "DB_TIMEOUT"
     # SYS_*: the service itself
     SYS_INTERNAL_ERROR = "SYS_INTERNAL_ERROR"
     SYS_DEPENDENCY_UNAVAILABLE = "SYS_DEPENDENCY_UNAVAILABLE"
@@ -101,6 +102,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.AI_TOKEN_LIMIT: 429,
     ErrorCode.DB_CONNECTION_ERROR: 503,
     ErrorCode.DB_INTEGRITY_ERROR: 409,
+    ErrorCode.DB_TIMEOUT: 503,
     ErrorCode.SYS_INTERNAL_ERROR: 500,
     ErrorCode.SYS_DEPENDENCY_UNAVAILABLE: 503,
     ErrorCode.SYS_CACHE_UNAVAILABLE: 503,
@@ -140,6 +142,7 @@ _DESCRIPTION: dict[ErrorCode, str] = {
     ErrorCode.AI_TOKEN_LIMIT: "The caller's AI token budget is exhausted.",
     ErrorCode.DB_CONNECTION_ERROR: "The database is unreachable; retry later.",
     ErrorCode.DB_INTEGRITY_ERROR: "The write violates a database constraint.",
+    ErrorCode.DB_TIMEOUT: "The database did not answer within the statement timeout; retry later.",
     ErrorCode.SYS_INTERNAL_ERROR: "An unexpected error; quote the request id when reporting.",
     ErrorCode.SYS_DEPENDENCY_UNAVAILABLE: "A dependency the request needs is down.",
     ErrorCode.SYS_CACHE_UNAVAILABLE: "Redis is unreachable; retry later.",

@@ -11,10 +11,13 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
+from psycopg2.extensions import QueryCanceledError
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
@@ -158,15 +161,22 @@ def _render_unexpected(exc: Exception) -> Response:
 
 
 def _is_connection_failure(exc: DBAPIError) -> bool:
-    return bool(exc.connection_invalidated) or type(exc.orig).__name__ in {
-        "OperationalError",
-        "InterfaceError",
-    }
+    # psycopg2 raises OperationalError subclasses for refused/reset connections and
+    # server shutdowns; SQLAlchemy marks the connection invalidated when it noticed.
+    return bool(exc.connection_invalidated) or isinstance(
+        exc, SAOperationalError | SAInterfaceError
+    )
 
 
 def _render_dbapi_error(exc: DBAPIError) -> Response:
     if isinstance(exc, IntegrityError):
         return _render_integrity(exc)
+    if isinstance(exc.orig, QueryCanceledError):
+        # statement_timeout fired: the database is slow, not the request wrong.
+        log.warning("database statement timeout")
+        return error_response(
+            ErrorCode.DB_TIMEOUT, ErrorCode.DB_TIMEOUT.description, headers={"Retry-After": "1"}
+        )
     if _is_connection_failure(exc):
         return _render_database_down(exc)
     return _render_unexpected(exc)
