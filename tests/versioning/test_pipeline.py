@@ -103,10 +103,11 @@ def test_after_sunset_serve_keeps_answering_with_the_sunset_header(
 def test_a_brownout_window_answers_410_with_retry_after_and_ends(
     client: FlaskClient, declare: Declare
 ) -> None:
+    now = datetime.now(UTC)  # not the import-time NOW: the window is minutes wide
     declare(
         "v1",
         version="1.0",
-        brownouts=[{"start": (NOW - timedelta(minutes=5)).isoformat(), "duration": "1h"}],
+        brownouts=[{"start": (now - timedelta(minutes=5)).isoformat(), "duration": "1h"}],
     )
     response = client.get("/v1/notes")
     assert response.status_code == 410
@@ -115,7 +116,7 @@ def test_a_brownout_window_answers_410_with_retry_after_and_ends(
     declare(
         "v1",
         version="1.0",
-        brownouts=[{"start": (NOW - timedelta(hours=2)).isoformat(), "duration": "1h"}],
+        brownouts=[{"start": (now - timedelta(hours=2)).isoformat(), "duration": "1h"}],
     )
     assert client.get("/v1/notes").status_code == 200
 
