@@ -323,12 +323,29 @@ def test_minimal_install_renders_only_the_api() -> None:
 
 
 def test_network_policy_opens_only_the_api_and_metrics_ports() -> None:
-    policies = find(render(values=[ALL]), "NetworkPolicy")
-    ports = sorted(p["ingress"][0]["ports"][0]["port"] for p in (x["spec"] for x in policies))
+    policies = {
+        p["metadata"]["name"]: p["spec"] for p in find(render(values=[ALL]), "NetworkPolicy")
+    }
+    api = next(v for k, v in policies.items() if k.endswith("-api"))
+    background = next(v for k, v in policies.items() if k.endswith("-background"))
+    monitoring = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
 
-    assert ports == ["http", "metrics"]
-    assert all(p["spec"]["policyTypes"] == ["Ingress"] for p in policies)
-    assert all(p["spec"]["ingress"][0]["from"] for p in policies)
+    assert all(p["policyTypes"] == ["Ingress"] for p in policies.values())
+    # api port: from the ingress controller, and from monitoring for /metrics.
+    assert [r["ports"] for r in api["ingress"]] == [[{"port": "http", "protocol": "TCP"}]] * 2
+    assert api["ingress"][1]["from"] == monitoring
+    assert background["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": monitoring}
+    ]
+
+
+def test_network_policy_without_peers_allows_any_source_on_the_open_ports() -> None:
+    policies = find(render(), "NetworkPolicy")
+
+    assert [len(p["spec"]["ingress"]) for p in policies] == [1, 1]
+    assert all("from" not in p["spec"]["ingress"][0] for p in policies)
 
 
 def test_operator_role_equals_the_rules_the_operator_declares() -> None:

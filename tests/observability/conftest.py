@@ -23,11 +23,14 @@ _EXPORTER = InMemorySpanExporter()
 def session_exporter() -> InMemorySpanExporter:
     """Install the session's provider (once) and return its exporter."""
     current = trace.get_tracer_provider()
-    if not isinstance(current, TracerProvider):
+    if isinstance(current, TracerProvider):
+        # Another test installed a provider first (set_tracer_provider works once per
+        # process): export its spans to our exporter too.
+        current.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    else:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
-    assert isinstance(trace.get_tracer_provider(), TracerProvider)
     return _EXPORTER
 
 
