@@ -14,7 +14,15 @@ from flask import Flask
 from app.config import Settings
 from app.core.ratelimit.compiler import DefaultLimit, compile_policies
 from app.core.ratelimit.service import Decision, RateLimiter, StaticPolicies
-from app.core.ratelimit.stage import DEGRADED_WARNING, EXTENSION, install, limiter
+from app.core.ratelimit.stage import (
+    DEGRADED_WARNING,
+    EXTENSION,
+    Gate,
+    defer_gate,
+    install,
+    limiter,
+    resolve_pending_gate,
+)
 from app.core.ratelimit.store import LimiterStore, StoreUnavailable, build_client
 from app.core.ratelimit.tokens import Reservation, reserve_tokens, settle
 
@@ -23,15 +31,18 @@ __all__ = [
     "EXTENSION",
     "Decision",
     "DefaultLimit",
+    "Gate",
     "LimiterStore",
     "RateLimiter",
     "Reservation",
     "StaticPolicies",
     "StoreUnavailable",
     "compile_policies",
+    "defer_gate",
     "init_app",
     "limiter",
     "reserve_tokens",
+    "resolve_pending_gate",
     "settle",
 ]
 

@@ -8,13 +8,34 @@
 --
 -- KEYS[1..n]        one key per limit (TAT in ms, string)
 -- KEYS[n+1..n+m]    shadow counters, one per shadow group (INCR when the group would reject)
+-- KEYS[last k]      gate keys: read first; if any exists NOTHING is charged or counted
+--                   and the caller decides (auth's revocation keys ride along this way,
+--                   so an authenticated request costs one round trip, not two)
 -- ARGV[1]           n
 -- ARGV[2]           seconds a shadow counter lives
+-- ARGV[3]           k, the number of gate keys
 -- then per limit i, 5 values: interval_ms, horizon_ms, cost, group, write
 --   group 0 = the enforced group; g >= 1 = shadow group g (counter KEYS[n+g])
 --   write 0 = check only, 1 = consume if the whole group conforms, 2 = settle: add
 --   cost (may be negative) unconditionally
--- Returns per limit: {conforms 0/1, remaining units, ms until full, ms until it conforms}
+-- Returns {gate values ('' when absent), rows}; rows is empty when a gate key exists,
+-- else per limit: {conforms 0/1, remaining units, ms until full, ms until it conforms}
+local gates = tonumber(ARGV[3])
+local gate_values = {}
+local gated = false
+for j = 1, gates do
+  local v = redis.call('GET', KEYS[#KEYS - gates + j])
+  if v then
+    gated = true
+  else
+    v = ''
+  end
+  gate_values[j] = v
+end
+if gated then
+  return {gate_values, {}}
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local n = tonumber(ARGV[1])
@@ -26,7 +47,7 @@ local base, new, ok = {}, {}, {}
 local group_ok, group_writes = {}, {}
 
 for i = 1, n do
-  local a = 3 + (i - 1) * 5
+  local a = 4 + (i - 1) * 5
   interval[i] = tonumber(ARGV[a])
   horizon[i] = tonumber(ARGV[a + 1])
   cost[i] = tonumber(ARGV[a + 2])
@@ -72,4 +93,4 @@ for g, passed in pairs(group_ok) do
     redis.call('EXPIRE', key, shadow_ttl)
   end
 end
-return out
+return {gate_values, out}

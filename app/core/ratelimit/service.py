@@ -6,7 +6,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -67,6 +67,8 @@ class Decision:
     degraded: bool = False
     rejected: LimitState | None = None
     rejected_rule: CompiledRule | None = None
+    gated: bool = False  # a gate key existed: nothing was charged
+    gate_values: list[bytes | None] | None = None  # None: Redis unreachable
 
     @property
     def retry_after(self) -> int:
@@ -184,10 +186,13 @@ class RateLimiter:
         ip: str,
         roles: frozenset[str],
         headers: keys.HeaderLookup,
+        gates: Sequence[str] = (),
     ) -> Decision:
-        """Check and consume every limit of `plan` in one script call."""
-        for rule in plan.exempted:
-            self._count(rule, "exempt")
+        """Check and consume every limit of `plan` in one script call.
+
+        `gates` are read first in the same call: if one exists nothing is charged and the
+        decision is `gated` (see `stage.defer_gate`).
+        """
         call = _Call()
         for rule in plan.enforced:
             who = keys.subject(rule, caller=caller, ip=ip, roles=roles, headers=headers)
@@ -203,19 +208,30 @@ class RateLimiter:
                     call.add(rule, lim, who, cost=1, group=group, write=_REQUEST)
                 for lim in rule.token_limits:
                     call.add(rule, lim, who, cost=1, group=group, write=_CHECK)
-        if not call.keys:
+        if not call.keys and not gates:
+            for rule in plan.exempted:
+                self._count(rule, "exempt")
             return Decision(allowed=True, states=[], policy_header="")
         started = time.perf_counter()
         try:
-            rows = self.store.evaluate(
+            rows, gate_values = self.store.evaluate_gated(
                 call.keys,
                 call.args,
                 shadow_keys=call.shadow_keys,
                 shadow_ttl=keys.SHADOW_TTL_SECONDS,
+                gates=gates,
             )
         except StoreUnavailable:
             return self._degraded(plan, started)
-        return self._decide(plan, call, rows, started)
+        if rows is None:
+            return Decision(
+                allowed=True, states=[], policy_header="", gated=True, gate_values=gate_values
+            )
+        for rule in plan.exempted:
+            self._count(rule, "exempt")
+        decision = self._decide(plan, call, rows, started)
+        decision.gate_values = gate_values
+        return decision
 
     def _degraded(self, plan: Plan, started: float) -> Decision:
         outcome = "fail_closed" if plan.fail_closed else "fail_open"

@@ -8,6 +8,8 @@ database work.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from flask import Flask, Response, current_app, g, request
@@ -17,6 +19,7 @@ from app.core.errors import ErrorCode
 from app.core.errors.exceptions import DependencyUnavailable, RateLimited
 from app.core.ratelimit import headers
 from app.core.ratelimit.service import Decision, RateLimiter, caller_roles
+from app.core.ratelimit.store import StoreUnavailable
 from app.core.warnings import warn
 
 EXTENSION: Final = "ratelimit"
@@ -27,6 +30,7 @@ SKIPPED_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
 SKIPPED_PREFIXES: Final = ("/static/", "/docs")
 _VERSION_PREFIX: Final = re.compile(r"^/v([0-9]{1,3})(?:/|$)")
 _DECISION: Final = "ratelimit"
+_GATE: Final = "_ratelimit_gate"
 
 
 def limiter(app: Flask | None = None) -> RateLimiter:
@@ -44,25 +48,61 @@ def version_of(path: str, versions: dict[int, str]) -> str | None:
     return versions.get(major, f"{major}.0")
 
 
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Keys an earlier stage needs read before anything is charged, and who to tell."""
+
+    keys: tuple[str, ...]
+    resolve: Callable[[list[bytes | None] | None], None]
+
+
+def defer_gate(keys: Sequence[str], resolve: Callable[[list[bytes | None] | None], None]) -> None:
+    """Let the rate-limit stage read `keys` in its script call and pass their values on.
+
+    For the identify stage's revocation check: instead of its own MGET (a second Redis
+    round trip), it hands its keys here. If none of them exists (the common case: nothing
+    revoked) the limits are charged in the same call; if one exists nothing is charged,
+    `resolve(values)` may replace `g.caller` (say, by ANONYMOUS for a revoked token), and
+    the limits are checked again for the caller as resolved. `resolve(None)` means Redis
+    was unreachable. Every deferred gate is resolved before the view runs.
+    """
+    setattr(g, _GATE, Gate(tuple(keys), resolve))
+
+
+def resolve_pending_gate() -> None:
+    """Resolve a deferred gate with a plain MGET (the stage had nothing to check)."""
+    gate: Gate | None = g.pop(_GATE, None)
+    if gate is None:
+        return
+    try:
+        values: list[bytes | None] | None = limiter().store.read(gate.keys)
+    except StoreUnavailable:
+        values = None
+    gate.resolve(values)
+
+
 def _limit_request() -> None:
     path = request.path
     if path in SKIPPED_PATHS or path.startswith(SKIPPED_PREFIXES):
+        resolve_pending_gate()
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     rl: RateLimiter = app.extensions[EXTENSION]
-    caller = current_caller()
-    roles = caller_roles(caller)
-    version = version_of(path, app.extensions.get("api_versions", {}))
-    plan = rl.matcher().plan(method=request.method, path=path, version=version, roles=roles)
-    if plan.empty:
+    versions = app.extensions.get("api_versions", {})
+    gate: Gate | None = g.pop(_GATE, None)
+    decision = _check(rl, path, versions, gates=gate.keys if gate else ())
+    if gate is not None:
+        if decision is None:
+            setattr(g, _GATE, gate)
+            resolve_pending_gate()
+        else:
+            gate.resolve(decision.gate_values)
+            if decision.gated:
+                # Nothing was charged; the caller may have changed (a revoked token is now
+                # anonymous): check again for whoever it is now.
+                decision = _check(rl, path, versions, gates=())
+    if decision is None:
         return
-    decision = rl.check(
-        plan,
-        caller=caller,
-        ip=request.remote_addr or "unknown",
-        roles=roles,
-        headers=request.headers,
-    )
     setattr(g, _DECISION, decision)
     if decision.allowed:
         if decision.degraded:
@@ -91,6 +131,27 @@ def _limit_request() -> None:
             "window_seconds": state.limit.window_s,
             "retry_after_seconds": decision.retry_after,
         },
+    )
+
+
+def _check(
+    rl: RateLimiter, path: str, versions: dict[int, str], *, gates: Sequence[str]
+) -> Decision | None:
+    """The decision for the current caller, or None when nothing limits the request."""
+    caller = current_caller()
+    roles = caller_roles(caller)
+    plan = rl.matcher().plan(
+        method=request.method, path=path, version=version_of(path, versions), roles=roles
+    )
+    if plan.empty:
+        return None
+    return rl.check(
+        plan,
+        caller=caller,
+        ip=request.remote_addr or "unknown",
+        roles=roles,
+        headers=request.headers,
+        gates=gates,
     )
 
 

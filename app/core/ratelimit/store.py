@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Final
+from typing import Final, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -74,21 +74,51 @@ class LimiterStore:
         shadow_ttl: int = 3900,
     ) -> list[Row]:
         """Run the script over `keys` (5 `args` per key) in one round trip."""
+        rows, _ = self.evaluate_gated(keys, args, shadow_keys=shadow_keys, shadow_ttl=shadow_ttl)
+        assert rows is not None
+        return rows
+
+    def evaluate_gated(
+        self,
+        keys: Sequence[str],
+        args: Sequence[float | int],
+        *,
+        shadow_keys: Sequence[str] = (),
+        shadow_ttl: int = 3900,
+        gates: Sequence[str] = (),
+    ) -> tuple[list[Row] | None, list[bytes | None]]:
+        """Like `evaluate`, reading `gates` first: (None, values) when one exists."""
         if not self.healthy:
             raise StoreUnavailable("rate-limit store in cooldown after a failure")
-        n = len(keys)
-        argv = (n, shadow_ttl, *args)
+        all_keys = [*keys, *shadow_keys, *gates]
+        argv = (len(keys), shadow_ttl, len(gates), *args)
         try:
             try:
-                raw = self.client.evalsha(
-                    SCRIPT_SHA, n + len(shadow_keys), *keys, *shadow_keys, *argv
-                )
+                raw = self.client.evalsha(SCRIPT_SHA, len(all_keys), *all_keys, *argv)
             except NoScriptError:
                 # A restarted (or flushed) Redis forgot the script: EVAL loads it again.
-                raw = self.client.eval(SCRIPT, n + len(shadow_keys), *keys, *shadow_keys, *argv)
+                raw = self.client.eval(SCRIPT, len(all_keys), *all_keys, *argv)
         except RedisError as exc:
-            with self._lock:
-                self._down_until = time.monotonic() + self.cooldown
+            self._trip()
             log.warning("rate-limit store unavailable: %s", type(exc).__name__)
             raise StoreUnavailable(str(exc)) from exc
-        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in raw]  # type: ignore[union-attr]
+        values, rows = cast(tuple[list[bytes], list[list[int]]], raw)
+        gate_values: list[bytes | None] = [v or None for v in values]
+        if any(v is not None for v in gate_values):
+            return None, gate_values
+        return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows], gate_values
+
+    def read(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Plain MGET (gates of a request nothing limits)."""
+        if not self.healthy:
+            raise StoreUnavailable("rate-limit store in cooldown after a failure")
+        try:
+            values: list[bytes | None] = self.client.mget(keys)  # type: ignore[assignment]
+        except RedisError as exc:
+            self._trip()
+            raise StoreUnavailable(str(exc)) from exc
+        return values
+
+    def _trip(self) -> None:
+        with self._lock:
+            self._down_until = time.monotonic() + self.cooldown
