@@ -1,8 +1,8 @@
-"""Write the CRDs generated from the spec models (`make crds`); a test fails when they drift.
+"""Write the CRDs generated from the spec models; a test fails when they drift.
 
-The one CRD generator: `operator/crds/` (applied by the operator's own manifests and the
-tests) and `charts/structured-api/crds/` (installed by Helm) get byte-identical files, and
-docs/crds.md is regenerated from the same schemas.
+`uv run python scripts/gen_crds.py` is the one CRD generator: `operator/crds/` (applied
+by hand or by the tests) and `charts/structured-api/crds/` (installed by Helm) get
+byte-identical files; `operator/rbac/` and docs/crds.md come from the same sources.
 """
 
 from __future__ import annotations

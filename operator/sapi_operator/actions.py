@@ -1,0 +1,140 @@
+"""What each handler does: pure reconcile logic wrapped around the I/O layer.
+
+The handlers module only adapts Kopf's arguments and raises Kopf's errors; everything
+here is plain async Python, exercised by the e2e tests against the real apiserver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.core.observability.metrics import OPERATOR_RECONCILE_DURATION, OPERATOR_RECONCILES
+from app.core.specs import AIProviderSpec
+from app.services.config import Credential
+from sapi_operator import credentials
+from sapi_operator.reconcile import (
+    CredentialCheck,
+    ObjectRef,
+    Outcome,
+    build_status,
+    desired_state,
+)
+from sapi_operator.resources import AI_PROVIDER_KIND, AI_PROVIDER_RESOURCE
+from sapi_operator.runtime import CREDENTIALS_REVISION, Runtime
+from sapi_operator.store import StoreUnavailable
+
+log = logging.getLogger("sapi_operator")
+
+
+@dataclass(frozen=True)
+class Result:
+    """A reconcile's status patch and whether Kopf should retry (and when)."""
+
+    status: dict[str, Any]
+    outcome: Outcome
+    retry_after: float | None
+
+    @property
+    def permanent(self) -> bool:
+        """Only a change of the resource can fix it."""
+        return self.outcome.permanent
+
+
+def ref_of(kind: str, body: Mapping[str, Any]) -> ObjectRef:
+    """The identity of a resource body."""
+    meta = body.get("metadata") or {}
+    return ObjectRef(
+        kind=kind,
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+    )
+
+
+async def _credential(
+    rt: Runtime, spec: AIProviderSpec, namespace: str
+) -> tuple[CredentialCheck, Credential | None]:
+    name = credentials.secret_name(spec)
+    read = await rt.kube.read_secret(namespace, name) if name else None
+    check = credentials.check(spec, namespace, read)
+    if check.retry_after is not None:
+        return check, None  # unknown: keep whatever is stored, retry
+    return check, credentials.stored_credential(check, rt.keyring)
+
+
+async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Result:
+    """Validate, write the owned row, and compute the status (under the resource's lock)."""
+    ref = ref_of(kind, body)
+    desired = desired_state(ref, body.get("spec") or {})
+    check: CredentialCheck | None = None
+    credential: Credential | None = None
+    if isinstance(desired, Outcome):
+        outcome, model = desired, None
+    else:
+        model = desired.model
+        async with rt.lock(ref):
+            if kind == AI_PROVIDER_KIND:
+                assert isinstance(model, AIProviderSpec)
+                check, credential = await _credential(rt, model, ref.namespace)
+            outcome = await asyncio.to_thread(rt.store.apply, desired, credential)
+    previous = (body.get("status") or {}).get("conditions") or []
+    status = build_status(
+        ref,
+        outcome,
+        now=datetime.now(UTC),
+        previous=previous,
+        model=model,
+        credential=check,
+        credential_version=credential.version if credential else None,
+    )
+    retry = outcome.retry_after
+    if retry is None and check is not None:
+        retry = check.retry_after
+    return Result(status, outcome, retry)
+
+
+async def reconcile(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Result:
+    """`store_resource` plus the reconcile metrics."""
+    began = time.perf_counter()
+    result = await store_resource(rt, kind, body)
+    if result.permanent:
+        outcome = "permanent_error"
+    elif result.retry_after is not None:
+        outcome = "temporary_error"
+    else:
+        outcome = "success"
+    OPERATOR_RECONCILES.labels(kind=kind, outcome=outcome).inc()
+    OPERATOR_RECONCILE_DURATION.labels(kind=kind).observe(time.perf_counter() - began)
+    return result
+
+
+async def finalize(rt: Runtime, kind: str, body: Mapping[str, Any]) -> bool:
+    """Delete the row the resource owns; raises `StoreUnavailable` to be retried."""
+    ref = ref_of(kind, body)
+    async with rt.lock(ref):
+        removed = await asyncio.to_thread(rt.store.remove, ref)
+    rt.forget(ref)
+    return removed
+
+
+async def nudge_providers(
+    rt: Runtime, namespace: str, providers: Iterable[str], revision: str
+) -> list[str]:
+    """Make Kopf re-run the handler of each provider using a changed Secret."""
+    nudged = []
+    for name in sorted(set(providers)):
+        await rt.kube.annotate(
+            AI_PROVIDER_RESOURCE, namespace, name, {CREDENTIALS_REVISION: revision}
+        )
+        nudged.append(name)
+    return nudged
+
+
+__all__ = ["Result", "StoreUnavailable", "finalize", "nudge_providers", "reconcile", "ref_of"]

@@ -1,0 +1,140 @@
+"""Invalid specs are refused by the apiserver itself (schema + CEL) with a readable message,
+and the admin API's models refuse the same specs: one source of truth, two front doors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.specs import KINDS
+from tests.k8s.operator.stack import Kubectl, manifest
+
+pytestmark = pytest.mark.k8s
+
+LIMIT = {"requests": 10, "window": "1m"}
+
+
+def rules(*limits: dict[str, Any], names: tuple[str, ...] = ("r",)) -> dict[str, Any]:
+    """A RateLimitPolicy spec."""
+    return {"rules": [{"name": n, "limits": list(limits)} for n in names]}
+
+
+CASES = [
+    pytest.param(
+        "ApiVersion",
+        {"version": "1.0", "deprecatedAt": "next tuesday"},
+        'spec.deprecatedAt in body must be of type date-time: "next tuesday"',
+        id="bad-date",
+    ),
+    pytest.param(
+        "ApiVersion",
+        {
+            "version": "1.0",
+            "deprecatedAt": "2027-01-01T00:00:00Z",
+            "sunsetAt": "2026-06-01T00:00:00Z",
+        },
+        "sunsetAt must not be before deprecatedAt",
+        id="sunset-before-deprecation",
+    ),
+    pytest.param(
+        "ApiVersion",
+        {"version": "1.0", "phase": "Sunsetting"},
+        'spec.phase: Unsupported value: "Sunsetting": supported values: "Current", "Supported", '
+        '"Deprecated", "Retired"',
+        id="unknown-phase",
+    ),
+    pytest.param(
+        "ApiVersion",
+        {"version": "v1"},
+        "spec.version in body should match",
+        id="bad-version",
+    ),
+    pytest.param(
+        "ApiVersion",
+        {"version": "1.0", "brownouts": [{"start": "2027-01-01T00:00:00Z", "duration": "1 hour"}]},
+        "spec.brownouts[0].duration in body should match",
+        id="bad-duration",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"requests": -5, "window": "1m"}),
+        "spec.rules[0].limits[0].requests in body should be greater than or equal to 1",
+        id="negative-limit",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"requests": 5, "tokens": 100, "window": "1m"}),
+        "set exactly one of requests or tokens",
+        id="requests-and-tokens",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"tokens": 100, "burst": 5, "window": "1d"}),
+        "burst applies to request limits only",
+        id="token-burst",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules(LIMIT, names=("same", "same")),
+        "rule names must be unique within a policy",
+        id="duplicate-rules",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        {**rules(LIMIT), "mode": "Sometimes"},
+        'spec.mode: Unsupported value: "Sometimes"',
+        id="unknown-mode",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        {**rules(LIMIT), "burstiness": 3},
+        'unknown field "spec.burstiness"',
+        id="unknown-field",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "OpenAI", "models": [{"name": "m"}]},
+        "baseURL is required unless type is Echo",
+        id="missing-base-url",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "Echo", "models": [{"name": "a"}], "defaultModel": "b"},
+        "defaultModel must be one of models",
+        id="unknown-default-model",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "Echo", "models": [{"name": "a"}], "timeoutSeconds": 0},
+        "spec.timeoutSeconds in body should be greater than 0",
+        id="zero-timeout",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "Gemini", "models": [{"name": "a"}]},
+        'spec.type: Unsupported value: "Gemini"',
+        id="unknown-provider-type",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "spec", "message"), CASES)
+def test_apiserver_and_admin_api_refuse_the_same_invalid_spec(
+    kube: Kubectl, kind: str, spec: dict[str, Any], message: str
+) -> None:
+    result = kube.cp.kubectl(
+        "apply",
+        "-n",
+        kube.namespace,
+        "-f",
+        "-",
+        input=manifest(kind, "invalid", spec),
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert kube.cp.kubectl("get", kind, "-n", kube.namespace, "-o", "name").stdout == ""
+    with pytest.raises(ValidationError):
+        KINDS[kind].model_validate(spec)
