@@ -17,8 +17,9 @@ difference between variants is the observability seam:
     both            metrics-mp + tracing-10pct (the production defaults)
 
 Spans go through a real BatchSpanProcessor to an exporter that drops them (no network).
-Variants are interleaved pass by pass and the median round is reported, because this
-machine is shared. PostgreSQL and Redis come from the wheels (scripts/devstack) unless
+All variant processes are started first and driven round-robin, one round each in
+turn, and the median round is reported: load on a shared machine drifts, and this way
+it hits every variant alike. PostgreSQL and Redis come from the wheels (scripts/devstack) unless
 DATABASE_URL / REDIS_URL are set. Not a test: numbers depend on the machine;
 docs/observability.md records a run.
 """
@@ -67,8 +68,9 @@ VARIANTS: dict[str, dict[str, str]] = {
 ROUTE = "/bench/observability"
 
 
-def run_variant(requests: int, rounds: int) -> dict[str, Any]:
-    """Inside a variant process: build the app from the environment, time the rounds."""
+def serve_variant(requests: int) -> None:
+    """Inside a variant process: build the app, warm up, then run one timed round per
+    `round` line on stdin (one JSON line out each); `quit` reports the spans exported."""
     from flask import Flask
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -107,15 +109,18 @@ def run_variant(requests: int, rounds: int) -> dict[str, Any]:
     client = app.test_client()
     for _ in range(min(requests, 300)):  # warm up: imports, first-request paths, caches
         response = client.get(ROUTE)
-        assert response.status_code == 200, (response.status_code, response.get_data(as_text=True))
-    per_request_us = []
-    for _ in range(rounds):
+        assert response.status_code == 200, (response.status_code, response.get_data(True))
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "round":
+            break
         started = time.perf_counter()
         for _ in range(requests):
             client.get(ROUTE)
-        per_request_us.append((time.perf_counter() - started) / requests * 1e6)
+        elapsed = time.perf_counter() - started
+        print(json.dumps({"per_request_us": elapsed / requests * 1e6}), flush=True)
     tracing.shutdown()
-    return {"per_request_us": per_request_us, "spans_exported": exporter.exported}
+    print(json.dumps({"spans_exported": exporter.exported}), flush=True)
 
 
 @contextmanager
@@ -144,34 +149,63 @@ def services() -> Iterator[dict[str, str]]:
         yield {"DATABASE_URL": pg.url, "REDIS_URL": rd.url}
 
 
-def spawn(variant: str, urls: dict[str, str], requests: int, rounds: int) -> dict[str, Any]:
-    """Run one variant in a fresh process and return its measurements."""
-    env = {
-        **os.environ,
-        **urls,
-        "APP_ENV": "test",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-        # The default per-IP limit would turn a benchmark loop into 429s after a minute's
-        # quota; every variant runs the same pipeline without it.
-        "RATE_LIMIT_DEFAULT_ENABLED": "false",
-    }
-    settings = dict(VARIANTS[variant])
-    with tempfile.TemporaryDirectory(prefix="sapi-prom-") as multiproc:
+class Variant:
+    """A variant's process, driven round by round over its stdin/stdout."""
+
+    def __init__(self, name: str, urls: dict[str, str], requests: int) -> None:
+        self.name = name
+        self._multiproc = tempfile.TemporaryDirectory(prefix="sapi-prom-")
+        env = {
+            **os.environ,
+            **urls,
+            "APP_ENV": "test",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+            # The default per-IP limit would turn a benchmark loop into 429s after a
+            # minute's quota; every variant runs the same pipeline without it.
+            "RATE_LIMIT_DEFAULT_ENABLED": "false",
+        }
+        settings = dict(VARIANTS[name])
         if settings.pop("MULTIPROC", None):
-            env["PROMETHEUS_MULTIPROC_DIR"] = multiproc
+            env["PROMETHEUS_MULTIPROC_DIR"] = self._multiproc.name
         else:
             env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         env.update(settings)
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", "--requests", str(requests),
-             "--rounds", str(rounds)],
-            env=env, capture_output=True, text=True, check=False, timeout=900,
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", "--requests", str(requests)],
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True,
         )  # fmt: skip
-    if out.returncode != 0:
-        raise SystemExit(f"variant {variant} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+        self.rounds: list[float] = []
+        self.spans = 0
+
+    def _reply(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"variant {self.name} exited with {self.proc.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def ready(self) -> None:
+        """Wait until the app is built and warmed up."""
+        self._reply()
+
+    def run_round(self) -> None:
+        """Time one round in the child."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("round\n")
+        self.proc.stdin.flush()
+        self.rounds.append(self._reply()["per_request_us"])
+
+    def finish(self) -> None:
+        """Stop the child and collect its span count."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("quit\n")
+        self.proc.stdin.flush()
+        self.spans = self._reply()["spans_exported"]
+        self.proc.wait(timeout=60)
+        self._multiproc.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,17 +218,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_variant(args.requests, args.rounds)))
+        serve_variant(args.requests)
         return 0
 
-    rounds: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    spans: dict[str, int] = dict.fromkeys(VARIANTS, 0)
+    # All variants are started and warmed up first, then driven round-robin, one round at
+    # a time, so load that drifts on a shared machine hits every variant alike.
     with services() as urls:
-        for _ in range(args.passes):
-            for name in VARIANTS:
-                result = spawn(name, urls, args.requests, args.rounds)
-                rounds[name] += result["per_request_us"]
-                spans[name] += result["spans_exported"]
+        variants = [Variant(name, urls, args.requests) for name in VARIANTS]
+        for variant in variants:
+            variant.ready()
+        for index in range(args.passes * args.rounds):
+            order = variants[index % len(variants) :] + variants[: index % len(variants)]
+            for variant in order:
+                variant.run_round()
+        for variant in variants:
+            variant.finish()
+    rounds = {v.name: v.rounds for v in variants}
+    spans = {v.name: v.spans for v in variants}
     base = statistics.median(rounds["off"])
     rows = []
     for name, values in rounds.items():
@@ -209,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "spans_exported": spans[name],
             }
         )
-    print(f"{args.passes} passes x {args.rounds} rounds x {args.requests} requests per variant")
+    print(f"{args.passes * args.rounds} interleaved rounds x {args.requests} requests per variant")
     print(f"{'variant':<15}{'median us':>11}{'min us':>9}{'cost us':>9}{'x off':>8}{'spans':>9}")
     for row in rows:
         print(

@@ -9,7 +9,7 @@ Names of the metrics other subsystems record live in `metrics.py`.
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 
 from flask import Flask, Response, g, request
 
@@ -48,10 +48,20 @@ def _method_label() -> str:
 
 def _install_http_metrics(app: Flask) -> None:
     """Time every request from before the pipeline's first hook to after its last one."""
+    # `.labels()` validates and locks on every call; the label sets are bounded (route
+    # templates x methods x statuses x versions), so their children are kept here.
+    in_progress: dict[str, Any] = {}
+    children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
+
+    def _gauge(method: str) -> Any:
+        child = in_progress.get(method)
+        if child is None:
+            child = in_progress[method] = metrics.HTTP_IN_PROGRESS.labels(method)
+        return child
 
     def _start() -> None:
         setattr(g, _STARTED, time.perf_counter())
-        metrics.HTTP_IN_PROGRESS.labels(_method_label()).inc()
+        _gauge(_method_label()).inc()
 
     def _record(response: Response) -> Response:
         started: float | None = g.get(_STARTED)
@@ -64,17 +74,22 @@ def _install_http_metrics(app: Flask) -> None:
         method = _method_label()
         version = g.get("api_version") or metrics.NO_VERSION
         status = response.status_code
-        metrics.HTTP_REQUESTS.labels(route, method, str(status), version).inc()
-        metrics.HTTP_DURATION.labels(route, method, metrics.status_class(status), version).observe(
-            time.perf_counter() - started
-        )
+        key = (route, method, status, version)
+        pair = children.get(key)
+        if pair is None:
+            pair = children[key] = (
+                metrics.HTTP_REQUESTS.labels(route, method, str(status), version),
+                metrics.HTTP_DURATION.labels(route, method, metrics.status_class(status), version),
+            )
+        pair[0].inc()
+        pair[1].observe(time.perf_counter() - started)
         for warning in g.get("warnings") or ():
             metrics.WARNINGS.labels(warning.code, str(warning.level)).inc()
         return response
 
     def _finish(_exc: BaseException | None) -> None:
         if g.get(_STARTED) is not None:
-            metrics.HTTP_IN_PROGRESS.labels(_method_label()).dec()
+            _gauge(_method_label()).dec()
 
     # First before_request and last after_request (Flask runs after_request hooks in
     # reverse order), so the histogram covers the whole pipeline of DESIGN.md section 4.
