@@ -1,8 +1,7 @@
-"""Read-only views of the limiter: a caller's effective limits, shadow-policy statistics."""
+"""Read-only view of the limiter: a caller's effective limits and the budget left."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -84,11 +83,3 @@ def effective_limits(
             _, remaining, reset_ms, _ = rows[i]
             entry.budgets.append(Budget(lim, remaining, max(0, -(-reset_ms // 1000))))
     return EffectiveLimits(generation=matcher.generation, degraded=degraded, rules=rules)
-
-
-def shadow_rejects_last_hour(rl: RateLimiter, policy: str, *, now: float | None = None) -> int:
-    """Requests a shadow policy would have rejected in the last 60 minutes (all workers)."""
-    minute = int((time.time() if now is None else now) // 60)
-    names = [keys.shadow_key(policy, minute=minute - i) for i in range(60)]
-    values: list[bytes | None] = rl.store.client.mget(names)  # type: ignore[assignment]
-    return sum(int(v) for v in values if v is not None)
