@@ -114,9 +114,7 @@ def test_metrics_disabled_registers_neither_hooks_nor_endpoint(settings: Setting
 def test_every_metric_has_labels_so_import_writes_no_multiprocess_file() -> None:
     # An unlabelled metric creates its value (and its mmap file) at import, before a
     # worker could wipe PROMETHEUS_MULTIPROC_DIR (metrics.py docstring).
-    defined = [
-        v for v in vars(metrics).values() if isinstance(v, Counter | Gauge | Histogram)
-    ]
+    defined = [v for v in vars(metrics).values() if isinstance(v, Counter | Gauge | Histogram)]
     assert len(defined) >= 20
     assert [m._name for m in defined if not m._labelnames] == []
 
