@@ -168,7 +168,7 @@ def record_success(*, call: Call, result: Generation, session: Session) -> Gener
     cost = result.price.cost(usage.input_tokens, usage.output_tokens)
     attempts = [f.describe() for f in result.failures]
     latency_ms = round(result.latency * 1000)
-    row = ai_history.record(
+    row_id = ai_history.record(
         session=session,
         settings=call.settings,
         owner=owner_of(call.caller),
@@ -189,7 +189,7 @@ def record_success(*, call: Call, result: Generation, session: Session) -> Gener
     )
     warn_about(usage, attempts)
     return GenerationPublic(
-        id=row.id,
+        id=row_id,
         provider=result.provider,
         model=result.model,
         text=result.completion.text,

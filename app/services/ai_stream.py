@@ -148,7 +148,7 @@ class GenerationStream:
         metrics.AI_REQUESTS.labels(opened.provider, opened.model, outcome_label).inc()
         session: Session = self.session_factory()
         try:
-            row = ai_history.record(
+            ai_history.record(
                 session=session,
                 settings=call.settings,
                 owner=owner_of(call.caller),
@@ -170,8 +170,8 @@ class GenerationStream:
                 attempts=[f.describe() for f in opened.failures],
                 request_id=self.request_id,
                 trace_id=self.trace_id,
+                row_id=self.id,
             )
-            row.id = self.id
             session.commit()
         finally:
             session.close()
