@@ -64,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
 
     server: ProviderSimulator
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: with Nagle on, a keep-alive client's delayed
+    # ACK stalls every answer ~40 ms (RFC 896 + RFC 1122 4.2.3.2), which would dwarf
+    # what bench/ai_gateway.py measures. Real providers answer without that stall.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: ARG002
         return  # quiet: tests read /_control/requests instead
