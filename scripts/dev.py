@@ -6,6 +6,8 @@ Usage: `make dev` (or `uv run python scripts/dev.py`). Ctrl-C stops everything.
 - DATABASE_URL / REDIS_URL unset: PostgreSQL / Redis start from the wheels in the venv, with
   data under .dev/ (ports DEV_POSTGRES_PORT=55432 / DEV_REDIS_PORT=56379 when free).
 - PORT (default 8000) is the api port on 127.0.0.1.
+- AI_SIM=1 also starts the AI provider simulator (scripts/provider_sim) on AI_SIM_PORT
+  (default 9100), for an AIProvider with baseURL http://127.0.0.1:9100/v1.
 - DEV_STOP_GRACE (default 20) is how many seconds children get to stop before SIGKILL; a
   second Ctrl-C skips the wait.
 """
@@ -107,10 +109,28 @@ def _run(
          "--schedule", str(DEV_DIR / "celerybeat-schedule")],
     )  # fmt: skip
 
+    if env.get("AI_SIM"):
+        _spawn_provider_sim(sup, env)
     api_up = _wait_for_api(sup, servers, port, stop)
     sup.say(_table(env, port, servers, api_up))
     while not stop.wait(0.2):
         _check_alive(sup, servers)
+
+
+def _spawn_provider_sim(sup: Supervisor, env: dict[str, str]) -> None:
+    """`make dev AI_SIM=1`: the local OpenAI-compatible test server (docs/ai.md, issue 5)."""
+    sim_port = int(env.get("AI_SIM_PORT", "9100"))
+    if not port_is_free(sim_port):
+        raise Stop(f"port {sim_port} is in use; free it or set AI_SIM_PORT")
+    sup.spawn(
+        "provider-sim",
+        [sys.executable, "-m", "provider_sim", "--port", str(sim_port), "--stream-delay", "0.02"],
+        env={"PYTHONPATH": str(ROOT / "scripts")},
+    )
+    sup.say(
+        f"dev: provider simulator on http://{LOOPBACK}:{sim_port} (baseURL "
+        f"http://{LOOPBACK}:{sim_port}/v1, models sim-small/sim-large; docs/ai.md)"
+    )
 
 
 def _start(sup: Supervisor, server: ManagedServer, servers: list[ManagedServer]) -> ManagedServer:
