@@ -172,3 +172,67 @@ def test_credentials_fail_closed_when_redis_is_down(
     assert protected.status_code == 503
     assert error_code(protected) == "SYS_CACHE_UNAVAILABLE"
     assert public.status_code == 200
+
+
+def _round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count what redis-py sends (one send per command or pipeline: a round trip)."""
+    from redis.connection import AbstractConnection
+
+    sent = [0]
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sent[0] += 1
+        original(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_token_adds_no_redis_round_trip_when_the_limiter_reads_the_revocation_keys(
+    client: FlaskClient, account: Account, issue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = issue(account).access_token
+    path = "/.well-known/jwks.json"  # public and rate limited
+    client.get(path)
+    client.get(path, headers=bearer(token))
+    sent = _round_trips(monkeypatch)
+
+    assert client.get(path).status_code == 200
+    anonymous, sent[0] = sent[0], 0
+    assert client.get(path, headers=bearer(token)).status_code == 200
+
+    assert sent[0] == anonymous
+
+
+def test_a_revoked_token_is_refused_when_the_limiter_uses_another_redis(
+    settings: Settings, connection: Connection, account: Account, issue: Any
+) -> None:
+    # The limiter cannot read revocation keys kept in another Redis: identify checks itself.
+    other = settings.redis_url.rsplit("/", 1)[0] + "/5"
+    app = build_app(settings.model_copy(update={"rate_limit_redis_url": other}), connection)
+    token = issue(account).access_token
+    with app.app_context():
+        client = app.test_client()
+        assert client.post("/v1/auth/logout", headers=bearer(token)).status_code == 200
+
+        response = client.get("/v1/auth/me", headers=bearer(token))
+
+    assert response.status_code == 401
+    assert error_code(response) == "AUTH_TOKEN_REVOKED"
+
+
+def test_a_revoked_token_is_refused_on_a_route_the_limiter_skips(
+    client: FlaskClient, account: Account, issue: Any, app: Flask
+) -> None:
+    from app.core.auth import require_auth as guard
+
+    token = issue(account).access_token
+    client.post("/v1/auth/logout", headers=bearer(token))
+
+    with app.test_request_context("/livez", headers=bearer(token)):
+        identify()
+        with pytest.raises(Exception) as refused:
+            guard()(lambda: "view ran")()
+
+    assert getattr(refused.value, "code", None) == "AUTH_TOKEN_REVOKED"

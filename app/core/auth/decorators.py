@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
-from flask import g, request
+from flask import current_app, g, request
 
 from app.core.auth.caller import Caller, Role, current_caller
-from app.core.auth.identify import REALM
+from app.core.auth.identify import RATELIMIT_EXTENSION, REALM
 from app.core.db import get_session
 from app.core.errors import ApiError, ErrorCode, Forbidden, Unauthorized
 
@@ -75,6 +75,12 @@ def _load_user(caller: Caller) -> Any:
 
 def authorize(requirement: Requirement) -> Caller:
     """Check the current caller against `requirement`; raise 401/403/503 or return it."""
+    if RATELIMIT_EXTENSION in current_app.extensions:
+        # identify() may have deferred its revocation check to the rate-limit stage; if
+        # that stage did not run for this request, check now (a no-op otherwise).
+        from app.core.ratelimit import resolve_pending_gate
+
+        resolve_pending_gate()
     error: ApiError | None = g.get("auth_error")
     if error is not None:
         raise error

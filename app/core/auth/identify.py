@@ -13,16 +13,20 @@ import logging
 import time
 from typing import Final
 
-from flask import g, request
+from flask import current_app, g, request
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.auth.apikey_cache import RejectedKey
 from app.core.auth.caller import ALL_SCOPES, ANONYMOUS, Caller
 from app.core.auth.opaque import API_KEY_PREFIX, digest, looks_like_api_key
-from app.core.auth.revocation import check_access_token
+from app.core.auth.revocation import (
+    check_access_token,
+    check_revocation_values,
+    revocation_keys,
+)
 from app.core.auth.state import AuthState, auth_state
-from app.core.auth.tokens import TokenError, verify_access_token
+from app.core.auth.tokens import AccessClaims, TokenError, verify_access_token
 from app.core.errors import (
     ApiError,
     CacheUnavailable,
@@ -37,6 +41,7 @@ API_KEY_HEADER: Final = "X-API-Key"
 BEARER: Final = "bearer"
 APIKEY_SCHEME: Final = "apikey"
 REALM: Final = 'Bearer realm="structured-api"'
+RATELIMIT_EXTENSION: Final = "ratelimit"  # app.core.ratelimit.EXTENSION
 
 log = logging.getLogger("structured_api.auth")
 
@@ -77,8 +82,7 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         audience=s.jwt_audience,
         leeway=s.jwt_leeway_seconds,
     )
-    check_access_token(state.redis, claims)
-    return Caller(
+    caller = Caller(
         kind="user",
         subject=claims.subject,
         roles=claims.roles,
@@ -87,6 +91,50 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         session_id=claims.session_id,
         expires_at=claims.expires_at,
     )
+    if _limiter_shares_redis():
+        _defer_revocation_check(claims)
+    else:
+        check_access_token(state.redis, claims)
+    return caller
+
+
+def _limiter_shares_redis() -> bool:
+    # The rate-limit stage can read our revocation keys in its own script call (one
+    # round trip instead of two), but only if it talks to the Redis that holds them.
+    settings = current_app.extensions["settings"]
+    if RATELIMIT_EXTENSION not in current_app.extensions:
+        return False
+    own = getattr(settings, "rate_limit_redis_url", None)
+    return own is None or own == settings.redis_url
+
+
+def _defer_revocation_check(claims: AccessClaims) -> None:
+    """Hand the revocation keys to the rate-limit stage, which runs next.
+
+    Until it resolves them (always before the view; `require_auth` also makes sure),
+    `g.caller` is the verified but not yet revocation-checked caller.
+    """
+    from app.core.ratelimit import defer_gate
+
+    def resolve(values: list[bytes | None] | None) -> None:
+        if values is None:
+            _reject_unchecked()
+            return
+        try:
+            check_revocation_values(claims, values)
+        except TokenError as exc:
+            log.info("credential rejected", extra={"auth_code": exc.code.value})
+            g.caller = ANONYMOUS
+            g.auth_error = rejection(exc)
+
+    defer_gate(revocation_keys(claims), resolve)
+
+
+def _reject_unchecked() -> None:
+    # Fail closed: without the denylist a revoked token could pass.
+    log.warning("credential not checked: Redis unavailable")
+    g.caller = ANONYMOUS
+    g.auth_error = CacheUnavailable("Credentials cannot be checked right now; retry.")
 
 
 def _from_api_key(state: AuthState, key: str) -> Caller:
@@ -133,9 +181,7 @@ def identify() -> None:
         log.info("credential rejected", extra={"auth_code": exc.code.value})
         g.auth_error = rejection(exc)
     except RedisError:
-        # Fail closed: without the denylist a revoked token could pass.
-        log.warning("credential not checked: Redis unavailable")
-        g.auth_error = CacheUnavailable("Credentials cannot be checked right now; retry.")
+        _reject_unchecked()
     except SQLAlchemyError:
         log.warning("API key not resolved: PostgreSQL unavailable")
         g.auth_error = DatabaseUnavailable("Credentials cannot be checked right now; retry.")

@@ -47,12 +47,16 @@ def revoke_user_tokens(
     redis.set(USER_STATE_PREFIX + user_id, value, ex=access_ttl + leeway)
 
 
-def check_access_token(redis: Redis, claims: AccessClaims) -> None:
-    """Raise `TokenError` when the token, its session or its user was revoked."""
+def revocation_keys(claims: AccessClaims) -> list[str]:
+    """The Redis keys whose existence revokes this token: its jti, its user, its session."""
     keys = [DENY_JTI_PREFIX + claims.jti, USER_STATE_PREFIX + claims.subject]
     if claims.session_id:
         keys.append(DENY_SESSION_PREFIX + claims.session_id)
-    values = cast(list[bytes | None], redis.mget(keys))
+    return keys
+
+
+def check_revocation_values(claims: AccessClaims, values: list[bytes | None]) -> None:
+    """Raise `TokenError` when the values read for `revocation_keys` revoke the token."""
     denied_jti, user_state = values[0], values[1]
     denied_session = values[2] if len(values) > 2 else None
     if user_state is not None:
@@ -64,3 +68,9 @@ def check_access_token(redis: Redis, claims: AccessClaims) -> None:
             raise TokenError(ErrorCode.AUTH_TOKEN_REVOKED, "The token was revoked.")
     if denied_jti is not None or denied_session is not None:
         raise TokenError(ErrorCode.AUTH_TOKEN_REVOKED, "The token was revoked.")
+
+
+def check_access_token(redis: Redis, claims: AccessClaims) -> None:
+    """Read the revocation keys with one MGET; raise `TokenError` when revoked."""
+    values = cast(list[bytes | None], redis.mget(revocation_keys(claims)))
+    check_revocation_values(claims, values)
