@@ -37,7 +37,7 @@ WORKERS = 3
 BUDGET = 1.0  # seconds, from the issue
 log = logging.getLogger(__name__)  # figures for the report: --log-cli-level=INFO
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 # Matches only /v2/notes, so the pollers of /v1/admin/config are never limited by it.
 POLICY = {
     "rules": [
@@ -125,7 +125,9 @@ def server(
             except httpx.HTTPError:
                 return False
 
-        wait_for(up, timeout=60, interval=0.2, what="gunicorn")
+        # Importing the app costs ~6 s of CPU per worker: on a busy shared machine
+        # (load 20 on 2 cores measured) booting 3 workers takes minutes, not seconds.
+        wait_for(up, timeout=240, interval=0.2, what="gunicorn")
         email, password = create_admin(database_url, redis_url, migrated_engine)
         login = httpx.post(
             url + "/v1/auth/login", json={"email": email, "password": password}, timeout=10
@@ -182,7 +184,7 @@ def test_a_policy_change_reaches_every_worker_within_one_second(
     name = f"prop-{secrets.token_hex(3)}"
     url = f"{server.url}/v1/admin/rate-limit-policies/{name}"
     # Warm-up: every worker has started its watcher and loaded a snapshot.
-    until_every_worker(server, lambda s: s["loaded"], timeout=30)
+    until_every_worker(server, lambda s: s["loaded"], timeout=240)
     assert len(server.worker_pids()) == WORKERS
     try:
         for action in ("create", "delete"):
