@@ -22,6 +22,32 @@ def register_cli(app: Flask) -> None:
         if not all(r.ok for r in results):
             raise SystemExit(1)
 
+    @app.cli.group("config")
+    def config_group() -> None:
+        """Inspect the runtime config store."""
+
+    @config_group.command("show")
+    def config_show() -> None:
+        """Print the config snapshot (generation and contents, secrets redacted) as JSON."""
+        from app.api.v1.admin_config import snapshot_entry
+        from app.core.config_store import config_store
+
+        snap = config_store().refresh()
+        click.echo(
+            json.dumps(
+                {
+                    "generation": snap.generation,
+                    "objects": {
+                        kind: [snapshot_entry(e) for e in sorted(v.values(), key=lambda e: e.name)]
+                        for kind, v in snap.entries.items()
+                    },
+                    "invalid": [{"kind": i.kind, "name": i.name} for i in snap.invalid],
+                },
+                indent=2,
+                default=str,
+            )
+        )
+
     @app.cli.command("routes-openapi")
     @click.argument("major", type=int, default=1)
     def routes_openapi(major: int) -> None:

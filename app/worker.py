@@ -17,6 +17,8 @@ tracing.defer_provider()
 flask_app = create_app()
 celery_app: Celery = flask_app.extensions["celery"]
 settings = flask_app.extensions["settings"]
+# The config-generation metric tells api, worker and operator processes apart.
+flask_app.extensions["config_store"].role = "worker"
 if settings.metrics_enabled:
     celery_signals.connect_task_signals()
 

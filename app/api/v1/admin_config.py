@@ -175,7 +175,8 @@ for _collection, _kind in COLLECTIONS.items():
     _register(_collection, _kind)
 
 
-def _entry(entry: ConfigEntry) -> dict[str, Any]:
+def snapshot_entry(entry: ConfigEntry) -> dict[str, Any]:
+    """One snapshot entry as shown to admins: spec redacted, credential by version only."""
     return {
         "name": entry.name,
         "spec": redact(entry.spec.model_dump(mode="json", exclude_none=True)),
@@ -213,7 +214,7 @@ def get_snapshot() -> Response:
                 "last_error_at": store.last_error_at,
             },
             "objects": {
-                kind: [_entry(e) for e in sorted(entries.values(), key=lambda e: e.name)]
+                kind: [snapshot_entry(e) for e in sorted(entries.values(), key=lambda e: e.name)]
                 for kind, entries in snap.entries.items()
             },
             "invalid": [
