@@ -132,27 +132,30 @@ async def _refresh_usage(
 
 
 async def check_kind(rt: Runtime, resource: Kind) -> int:
-    """One pass over one kind; returns the number of repairs."""
+    """One pass over one kind; returns the number of repairs (each counted as it happens)."""
     rows = await asyncio.to_thread(rt.store.rows, resource.kind)
     objects = await rt.kube.list_objects(resource, rt.namespaces)
     todo = plan(resource, objects, rows, in_scope=rt.in_scope)
+    repairs = OPERATOR_DRIFT_REPAIRS.labels(kind=resource.kind)
     repaired = 0
     for desired in todo.repairs:
         if await _repair(rt, resource, desired):
+            repairs.inc()
             log.warning("drift repaired: %s row differed from its resource", desired.ref.label)
             repaired += 1
     for row in todo.orphans:
         if await asyncio.to_thread(rt.store.remove_row, row):
+            repairs.inc()
             log.warning(
                 "drift repaired: %s %s/%s row had no resource", row.kind, row.namespace, row.name
             )
             repaired += 1
     if resource.kind == AI_PROVIDER_KIND:
-        repaired += await _check_credentials(rt, todo.live)
+        nudged = await _check_credentials(rt, todo.live)
+        repairs.inc(nudged)
+        repaired += nudged
     if resource.kind == RATE_LIMIT_POLICY_KIND:
         await _refresh_usage(rt, resource, todo.live, objects)
-    if repaired:
-        OPERATOR_DRIFT_REPAIRS.labels(kind=resource.kind).inc(repaired)
     return repaired
 
 

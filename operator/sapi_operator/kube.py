@@ -2,19 +2,25 @@
 
 Kopf watches, patches its own objects and serialises handlers per object; this client
 only reads Secrets, lists resources for the drift check, nudges an AIProvider when its
-Secret changes, and writes usage figures into `.status`. Credentials come from the pod's
-service account, else from the kubeconfig (`KUBECONFIG`), as Kopf finds them too.
+Secret changes, and writes usage figures into `.status`. It speaks plain HTTP through
+aiohttp (Kopf's own transport) with the credentials Kopf's own login helpers find: the
+pod's service account, else the kubeconfig. No generated client library: importing
+kubernetes_asyncio alone cost ~3 s of CPU per operator start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
+import ssl
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Final
 
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
+import aiohttp
+import kopf
 
 from app.config import Settings
 from sapi_operator.credentials import ERROR, FORBIDDEN, FOUND, MISSING, SecretRead
@@ -28,75 +34,144 @@ class KubeError(Exception):
     """The Kubernetes API refused or failed a call the operator needed."""
 
 
+class _Status(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+
+
+def _pem(data: str | bytes) -> bytes:
+    raw = data.encode() if isinstance(data, str) else data
+    return raw if raw.lstrip().startswith(b"-----") else base64.b64decode(raw)
+
+
+def _ssl_context(info: kopf.ConnectionInfo, scratch: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(info.ca_path) if info.ca_path else None,
+        cadata=_pem(info.ca_data).decode() if info.ca_data else None,
+    )
+    if info.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    cert, key = info.certificate_path, info.private_key_path
+    if info.certificate_data and info.private_key_data:
+        # ssl loads client certificates from files only (as Kopf's own client does).
+        cert, key = scratch / "client.crt", scratch / "client.key"
+        cert.write_bytes(_pem(info.certificate_data))
+        key.write_bytes(_pem(info.private_key_data))
+        key.chmod(0o600)
+    if cert and key:
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def _login() -> kopf.ConnectionInfo:
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(
+        settings=settings
+    )
+    if info is None:
+        raise KubeError("no Kubernetes credentials: no service account and no kubeconfig")
+    return info
+
+
 class Kube:
     """Async calls to the apiserver with a per-call timeout."""
 
-    def __init__(self, api: client.ApiClient, timeout: float) -> None:
-        self.api = api
-        self.timeout = timeout
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+    def __init__(self, timeout: float) -> None:
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._scratch = tempfile.TemporaryDirectory(prefix="sapi-operator-")
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+        self._lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, settings: Settings) -> Kube:
-        """A client from the in-cluster service account, else from the kubeconfig."""
-        configuration = client.Configuration()
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except ConfigException:
-            await config.load_kube_config(client_configuration=configuration)
-        return cls(client.ApiClient(configuration), settings.operator_request_timeout)
+        """A client logged in like Kopf: service account first, else the kubeconfig."""
+        kube = cls(settings.operator_request_timeout)
+        await kube._relogin()
+        return kube
+
+    async def _relogin(self) -> None:
+        # Service-account tokens are rotated by the kubelet: re-read them on a 401.
+        info = _login()
+        headers = {"Accept": "application/json"}
+        if info.token:
+            headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
+        auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
+        connector = aiohttp.TCPConnector(ssl=_ssl_context(info, Path(self._scratch.name)))
+        old, self._session = (
+            self._session,
+            aiohttp.ClientSession(
+                connector=connector, headers=headers, auth=auth, timeout=self.timeout
+            ),
+        )
+        self._server = str(info.server).rstrip("/")
+        if old is not None:
+            await old.close()
 
     async def close(self) -> None:
         """Close the HTTP session."""
-        await self.api.close()
+        if self._session is not None:
+            await self._session.close()
+        self._scratch.cleanup()
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        for attempt in (1, 2):
+            assert self._session is not None
+            headers = {"Content-Type": MERGE_PATCH} if method == "PATCH" else {}
+            async with self._session.request(
+                method, self._server + path, json=body, headers=headers
+            ) as resp:
+                if resp.status == 401 and attempt == 1:
+                    async with self._lock:
+                        await self._relogin()
+                    continue
+                if resp.status >= 400:
+                    raise _Status(resp.status, resp.reason or "")
+                return await resp.json()
+        raise AssertionError("unreachable")
 
     async def read_secret(self, namespace: str, name: str) -> SecretRead:
         """The Secret's data, or why it cannot be had (never raises for 403/404)."""
         try:
-            secret = await self.core.read_namespaced_secret(
-                name, namespace, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
+            secret = await self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except _Status as exc:
             if exc.status == 404:
                 return SecretRead(MISSING)
             if exc.status == 403:
                 return SecretRead(FORBIDDEN)
-            return SecretRead(ERROR, detail=f"HTTP {exc.status}")
-        except (OSError, TimeoutError) as exc:
+            return SecretRead(ERROR, detail=str(exc))
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return SecretRead(ERROR, detail=type(exc).__name__)
-        return SecretRead(FOUND, data=dict(secret.data or {}))
+        return SecretRead(FOUND, data=dict(secret.get("data") or {}))
+
+    def _path(self, resource: Kind, namespace: str | None = None, name: str = "") -> str:
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        suffix = f"/{name}" if name else ""
+        return f"/apis/{GROUP}/{VERSION}{scope}/{resource.plural}{suffix}"
 
     async def list_objects(self, resource: Kind, namespaces: Iterable[str]) -> list[dict[str, Any]]:
         """Every object of `resource` in `namespaces` (all namespaces when empty)."""
-        wanted = list(namespaces)
+        items: list[dict[str, Any]] = []
         try:
-            if not wanted:
-                found = await self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, resource.plural, _request_timeout=self.timeout
-                )
-                return list(found.get("items", []))
-            items: list[dict[str, Any]] = []
-            for namespace in wanted:
-                found = await self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, resource.plural, _request_timeout=self.timeout
-                )
+            scopes: list[str | None] = [*namespaces] or [None]
+            for namespace in scopes:
+                found = await self._call("GET", self._path(resource, namespace))
                 items.extend(found.get("items", []))
-            return items
-        except (ApiException, OSError, TimeoutError) as exc:
+        except (_Status, aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(f"list {resource.plural}: {_describe(exc)}") from exc
+        return items
 
     async def get_object(self, resource: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """One object, or None if it is gone."""
         try:
-            found: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, resource.plural, name, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
+            found: dict[str, Any] = await self._call("GET", self._path(resource, namespace, name))
+        except _Status as exc:
             if exc.status == 404:
                 return None
-            raise KubeError(f"get {resource.plural}/{name}: {_describe(exc)}") from exc
-        except (OSError, TimeoutError) as exc:
+            raise KubeError(f"get {resource.plural}/{name}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(f"get {resource.plural}/{name}: {_describe(exc)}") from exc
         return found
 
@@ -104,36 +179,25 @@ class Kube:
         self, resource: Kind, namespace: str, name: str, annotations: dict[str, str]
     ) -> None:
         """Merge `annotations` into an object's metadata (404 ignored: it is gone)."""
-        body = {"metadata": {"annotations": annotations}}
-        await self._patch(resource, namespace, name, body, status=False)
+        await self._patch(
+            self._path(resource, namespace, name), {"metadata": {"annotations": annotations}}
+        )
 
     async def patch_status(
         self, resource: Kind, namespace: str, name: str, status: dict[str, Any]
     ) -> None:
         """Merge `status` into the status subresource (404 ignored)."""
-        await self._patch(resource, namespace, name, {"status": status}, status=True)
+        await self._patch(self._path(resource, namespace, name) + "/status", {"status": status})
 
-    async def _patch(
-        self, resource: Kind, namespace: str, name: str, body: dict[str, Any], *, status: bool
-    ) -> None:
-        args = (GROUP, VERSION, namespace, resource.plural, name, body)
-        options: dict[str, Any] = {
-            "_content_type": MERGE_PATCH,
-            "_request_timeout": self.timeout,
-        }
+    async def _patch(self, path: str, body: dict[str, Any]) -> None:
         try:
-            if status:
-                await self.custom.patch_namespaced_custom_object_status(*args, **options)
-            else:
-                await self.custom.patch_namespaced_custom_object(*args, **options)
-        except ApiException as exc:
+            await self._call("PATCH", path, body)
+        except _Status as exc:
             if exc.status != 404:
-                raise KubeError(f"patch {resource.plural}/{name}: {_describe(exc)}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise KubeError(f"patch {resource.plural}/{name}: {_describe(exc)}") from exc
+                raise KubeError(f"patch {path}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"patch {path}: {_describe(exc)}") from exc
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason}"
-    return type(exc).__name__
+    return str(exc) if isinstance(exc, _Status) else type(exc).__name__

@@ -72,8 +72,15 @@ def test_rows_changed_deleted_or_orphaned_behind_its_back_are_repaired(
     )
     eventually(lambda: stored(stack_engine, orphan) is None, timeout=10, what="orphan deleted")
 
+    eventually(
+        lambda: (
+            metric(operator.metrics(), "sapi_operator_drift_repairs_total", kind="RateLimitPolicy")
+            >= 3
+        ),
+        timeout=5,
+        what="three drift repairs counted",
+    )
     text = operator.metrics()
-    assert metric(text, "sapi_operator_drift_repairs_total", kind="RateLimitPolicy") >= 3
     assert (
         metric(text, "sapi_operator_reconciles_total", kind="RateLimitPolicy", outcome="success")
         >= 1
