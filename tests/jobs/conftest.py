@@ -27,6 +27,7 @@ from app import create_app
 from app.config import Settings
 from app.core.config_store import config_store
 from app.models.ai import AIGeneration
+from app.models.config import ConfigAudit
 from app.models.jobs import AIJob, DeadLetter, IdempotencyKey
 from app.services import ai_credentials
 from app.services.config import Source, delete_config, upsert_config
@@ -182,6 +183,8 @@ def stack(job_settings: Settings, migrated_engine: Engine, job_sim: Sim) -> Iter
             session=session, kind="AIProvider", name=name, source=Source.admin(), actor="test"
         )
     with migrated_engine.begin() as conn:
+        # The audit trail is append-only for the app; tests sharing this database list it.
+        conn.execute(delete(ConfigAudit).where(col(ConfigAudit.name) == name))
         job_ids = [
             row[0]
             for row in conn.execute(
