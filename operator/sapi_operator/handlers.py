@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from app.config import Settings
+from app.core.crypto import CredentialKeyError
 from sapi_operator import actions, drift
 from sapi_operator.resources import (
     AI_PROVIDER_KIND,
@@ -61,7 +62,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     """Open the store and API client, start the drift loop."""
     app_settings = memo.get("settings") or Settings()
     configure(settings, app_settings)
-    runtime = await Runtime.start(app_settings)
+    try:
+        runtime = await Runtime.start(app_settings)
+    except CredentialKeyError as exc:
+        # Nothing to retry: stop with the reason instead of looping on a bad setting.
+        raise kopf.PermanentError(str(exc)) from exc
     runtime.drift_task = asyncio.create_task(drift.run_forever(runtime), name="drift-check")
     memo["runtime"] = runtime
 

@@ -160,7 +160,7 @@ class OperatorProcess:
     process: ManagedProcess | None = None
     starts: int = 0
 
-    def start(self, *, timeout: float = 60.0) -> float:
+    def start(self, *, timeout: float = 120.0) -> float:
         """Start and wait for the liveness endpoint; returns seconds to ready."""
         self.starts += 1
         env = {

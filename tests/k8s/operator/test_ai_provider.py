@@ -23,7 +23,7 @@ from app.factory import settings_of
 from tests.k8s.operator.stack import ROOT, Kubectl, OperatorProcess, eventually, manifest
 from tests.support.processes import LiveServer, ManagedProcess, child_env, free_port, wait_for
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 DEADLINE = 2.0
 

@@ -12,7 +12,7 @@ import pytest
 from tests.k8s.operator.stack import Kubectl, OperatorProcess, eventually, manifest
 from tests.support.processes import LiveServer
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: Seconds from `kubectl apply` returning (the change is stored in etcd) to the API
 #: behaving accordingly.

@@ -13,7 +13,7 @@ from kubetools import ControlPlane
 from sapi_operator import rbac
 from tests.k8s.operator.stack import Kubectl, manifest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture

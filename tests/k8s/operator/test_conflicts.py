@@ -14,7 +14,7 @@ from app.services.config import Source, delete_config, upsert_config
 from tests.k8s.operator.conftest import cleanup_namespace, grant_operator_role
 from tests.k8s.operator.stack import Kubectl, manifest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 POLICY = {"rules": [{"name": "r", "limits": [{"requests": 5, "window": "1m"}]}]}
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from tests.k8s.operator.stack import Kubectl, OperatorProcess, eventually, manifest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 SPEC = {"rules": [{"name": "r", "key": "ip", "limits": [{"requests": 7, "window": "1m"}]}]}
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from app.core.specs import KINDS
 from tests.k8s.operator.stack import Kubectl, manifest
 
-pytestmark = pytest.mark.k8s
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(300)]
 
 LIMIT = {"requests": 10, "window": "1m"}
 

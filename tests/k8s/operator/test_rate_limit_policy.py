@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from tests.k8s.operator.stack import Kubectl, OperatorProcess, eventually, manifest
 from tests.support.processes import LiveServer
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 #: Seconds from `kubectl apply`/`delete` returning (the change is in etcd) to the API
 #: enforcing it.
@@ -81,4 +81,24 @@ def test_policy_is_enforced_edited_and_deleted_within_two_seconds(
     assert max(applied, edited, deleted) < DEADLINE, (applied, edited, deleted)
     print(  # noqa: T201 - numbers for the report
         f"\napply->enforced {applied:.3f}s, edit {edited:.3f}s, delete {deleted:.3f}s"
+    )
+
+
+def test_shadow_policy_never_blocks_and_reports_would_be_rejections_in_status(
+    kube: Kubectl, operator: OperatorProcess, api: LiveServer
+) -> None:
+    name = f"shadow-{kube.namespace[-6:]}"
+    kube.apply(manifest("RateLimitPolicy", name, policy(1, mode="Shadow")))
+    enforced = kube.wait_condition("rlp", name, "Enforced", "False", reason="ShadowMode")
+    assert "shadowRejectsLastHour" in enforced["message"]
+    kube.wait_condition("rlp", name, "Ready", "True")
+    statuses = [get(api, "/versions")[0] for _ in range(4)]
+    assert statuses == [200] * 4
+    eventually(
+        lambda: (
+            ((kube.get("rlp", name) or {}).get("status") or {}).get("shadowRejectsLastHour", 0) >= 3
+        ),
+        timeout=15,
+        interval=0.5,
+        what="shadowRejectsLastHour in status",
     )

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tests.k8s.operator.stack import Kubectl, OperatorProcess, eventually, manifest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.chaos]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 COUNT = 30
 
