@@ -1,8 +1,9 @@
 """Fixtures for the operator's e2e tests: real kube-apiserver, PostgreSQL, Redis, API.
 
 Each test gets its own namespace and an operator watching only it, run as the restricted
-user with exactly the operator Role (`sapi_operator.rbac`) bound there: every e2e test
-is also a test that the RBAC is sufficient. Teardown deletes the test's resources while
+user with exactly the operator Role the Helm chart renders (which must equal
+`sapi_operator.rbac.rules()`) bound there: every e2e test is also a test that the chart's
+RBAC is sufficient. Teardown deletes the test's resources while
 the operator still runs, so finalizers remove their rows; nothing is left for the next
 test (a shared config row such as the ApiVersion of /v1 would leak otherwise).
 """
@@ -28,6 +29,7 @@ from tests.k8s.operator.stack import (
     ROOT,
     Kubectl,
     OperatorProcess,
+    chart_operator_role,
     create_database,
     drop_database,
     operator_env,
@@ -123,16 +125,21 @@ def stack_redis(stack_redis_url: str) -> Iterator[redis.Redis]:
 
 
 def grant_operator_role(cp: ControlPlane, namespace: str, user: str) -> None:
-    """Bind exactly the operator Role to `user` in `namespace`."""
+    """Bind the chart's operator Role, exactly as Helm renders it, to `user` in `namespace`."""
+    role = chart_operator_role(cp, namespace)
+    assert role["rules"] == rbac.rules(), "chart Role and sapi_operator.rbac disagree"
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": {"name": rbac.NAME, "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rbac.NAME},
+        "metadata": {"name": "operator-under-test", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        },
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
-    text = yaml.safe_dump_all([rbac.role(namespace), binding])
-    cp.kubectl("apply", "-f", "-", input=text)
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
 
 
 @pytest.fixture

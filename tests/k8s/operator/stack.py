@@ -218,6 +218,27 @@ class OperatorProcess:
             self.process.stop()
 
 
+def chart_operator_role(
+    cp: ControlPlane, namespace: str, *, cluster: bool = False
+) -> dict[str, Any]:
+    """The operator Role (or ClusterRole) exactly as the Helm chart renders it."""
+    args = [
+        "template",
+        "t",
+        str(ROOT / "charts" / "structured-api"),
+        "-n",
+        namespace,
+        "--show-only",
+        "templates/operator-rbac.yaml",
+    ]
+    if cluster:
+        args += ["--set", "operator.scope=cluster"]
+    kind = "ClusterRole" if cluster else "Role"
+    docs = [d for d in yaml.safe_load_all(cp.helm(*args).stdout) if d]
+    role: dict[str, Any] = next(d for d in docs if d["kind"] == kind)
+    return role
+
+
 def operator_env(
     cp: ControlPlane,
     *,

@@ -1,4 +1,4 @@
-"""Cluster-wide mode (empty OPERATOR_NAMESPACES) works with exactly the generated
+"""Cluster-wide mode (empty OPERATOR_NAMESPACES) works with exactly the chart's
 ClusterRole: no CRD, namespace or peering permissions needed."""
 
 from __future__ import annotations
@@ -11,32 +11,35 @@ import yaml
 from kubetools import ControlPlane
 
 from sapi_operator import rbac
-from tests.k8s.operator.stack import Kubectl, manifest
+from tests.k8s.operator.stack import Kubectl, chart_operator_role, manifest
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
-def cluster_role(control_plane: ControlPlane, restricted_user: str) -> Iterator[None]:
-    """The operator ClusterRole bound to the restricted user for this test only."""
+def cluster_role(
+    control_plane: ControlPlane, namespace: str, restricted_user: str
+) -> Iterator[None]:
+    """The chart's operator ClusterRole bound to the restricted user for this test only."""
+    role = chart_operator_role(control_plane, namespace, cluster=True)
+    assert role["rules"] == rbac.rules()
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
-        "metadata": {"name": f"{rbac.NAME}-test"},
+        "metadata": {"name": "operator-under-test"},
         "roleRef": {
             "apiGroup": "rbac.authorization.k8s.io",
             "kind": "ClusterRole",
-            "name": rbac.NAME,
+            "name": role["metadata"]["name"],
         },
         "subjects": [
             {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": restricted_user}
         ],
     }
-    control_plane.kubectl(
-        "apply", "-f", "-", input=yaml.safe_dump_all([rbac.cluster_role(), binding])
-    )
+    control_plane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
     yield
-    control_plane.kubectl("delete", "clusterrolebinding", f"{rbac.NAME}-test", check=False)
+    control_plane.kubectl("delete", "clusterrolebinding", "operator-under-test", check=False)
+    control_plane.kubectl("delete", "clusterrole", role["metadata"]["name"], check=False)
 
 
 def test_cluster_wide_operator_reconciles_any_namespace(
