@@ -118,10 +118,11 @@ def test_ai_job_request_worker_and_provider_call_form_one_trace(
     def worker_trace() -> list[ExportedSpan]:
         return [s for s in receiver.received if s.trace_id == trace_hex]
 
+    # The call span ends (and is exported) before the task's run span does.
     wait_for(
-        lambda: any(s.name == "POST" for s in worker_trace()),
+        lambda: {"POST", f"run/{RUN_JOB}"} <= {s.name for s in worker_trace()},
         timeout=30,
-        what="the worker's provider-call span",
+        what="the worker's run and provider-call spans",
     )
     remote = worker_trace()
     run = next(s for s in remote if s.name == f"run/{RUN_JOB}")
