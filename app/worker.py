@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 
 from app import create_app
 from app.core import db, redis
@@ -44,6 +44,12 @@ def _after_fork(**_: object) -> None:
     # Prefork children must not share the parent's sockets (SQLAlchemy pooling docs).
     db.dispose_after_fork(flask_app)
     redis.reset_after_fork(flask_app)
+    tracing.install_provider(settings)
+
+
+@beat_init.connect
+def _on_beat_init(**_: object) -> None:
+    # Beat never forks: its publish spans start the traces of scheduled tasks.
     tracing.install_provider(settings)
 
 
