@@ -353,3 +353,17 @@ def test_operator_role_equals_the_rules_the_operator_declares() -> None:
 
     assert one(render(), "Role")["rules"] == rules()
     assert one(render(values=[ALL]), "ClusterRole")["rules"] == rules()
+
+
+def test_timeouts_outlast_one_ai_call_so_shutdown_does_not_cut_it() -> None:
+    from app.config import Settings
+
+    deadline = Settings.model_fields["ai_request_deadline"].default
+    docs = render()
+    api = env_of(containers(one(docs, "Deployment", "-api"))[0])
+    worker = one(docs, "Deployment", "-worker")["spec"]["template"]["spec"]
+
+    # A sync generate call must finish before gunicorn kills its worker...
+    assert int(api["GUNICORN_TIMEOUT"]) > deadline
+    # ...and a running job before Kubernetes ends the worker's warm shutdown.
+    assert worker["terminationGracePeriodSeconds"] > deadline
