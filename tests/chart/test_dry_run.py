@@ -3,6 +3,7 @@ the operator's RBAC grants what it calls and nothing it must not do."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,30 @@ def test_monitoring_crd_fixtures_refuse_a_misspelt_field(
 
     assert result.returncode != 0
     assert 'unknown field "spec.endpoints[0].intervall"' in result.stderr
+
+
+def test_install_upgrade_and_uninstall_keep_the_generated_keys(
+    cluster: ControlPlane, fresh_namespace: str
+) -> None:
+    # --no-hooks: a bare apiserver runs no Job controller, so the migration hook would never
+    # complete; the release machinery (lookup, resource-policy) is what is tested here.
+    ns, secret = fresh_namespace, "sapi-structured-api-app"
+
+    def keys() -> dict[str, str]:
+        got = cluster.kubectl("get", "secret", secret, "-n", ns, "-o", "json").stdout
+        data: dict[str, str] = json.loads(got)["data"]
+        return data
+
+    cluster.helm("install", "sapi", str(CHART), "-n", ns, "--no-hooks")
+    installed = keys()
+    cluster.helm("upgrade", "sapi", str(CHART), "-n", ns, "--no-hooks", "--set", "logLevel=DEBUG")
+
+    assert keys() == installed  # generated once, looked up on upgrade
+    config = cluster.kubectl(
+        "get", "configmap", "sapi-structured-api", "-n", ns, "-o", "jsonpath={.data.LOG_LEVEL}"
+    )
+    assert config.stdout == "DEBUG"
+    cluster.helm("uninstall", "sapi", "-n", ns)
+    assert keys() == installed  # helm.sh/resource-policy: keep
+    gone = cluster.kubectl("get", "deployment", "-n", ns, "-o", "name").stdout
+    assert gone.strip() == ""
