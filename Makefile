@@ -47,11 +47,12 @@ docs: venv ## Regenerate generated docs (error catalogue, README settings table)
 control-plane: ## Build kube-apiserver and etcd into .cache/control-plane
 	scripts/build-control-plane.sh
 
-bench: venv ## Benchmark smoke runs (placeholder: the bench_smoke mark)
-	$(PYTEST) -m bench_smoke
+bench: venv ## Pipeline benchmark + every bench/ script into bench/results/ (docs/performance.md)
+	$(RUN) python -m bench.run
 
-chaos: venv ## Tests that kill and restart real dependencies
-	$(PYTEST) -m chaos
+# CHAOS_DURATION: seconds of steady load around each fault in tests/chaos (short form in `test`).
+chaos: venv ## Tests that kill and restart real dependencies; tests/chaos runs its long form
+	CHAOS_DURATION=$${CHAOS_DURATION:-20} $(PYTEST) -m chaos
 
 chart-test: venv ## Helm chart tests against a real kube-apiserver (the k8s mark)
 	$(PYTEST) -m k8s
