@@ -126,6 +126,19 @@ def test_dashboard_shows_every_subsystem(subsystem: str) -> None:
     assert any(m.startswith(f"sapi_{subsystem}_") for m in used)
 
 
+def test_dashboard_shows_every_metric_family_the_code_exports() -> None:
+    used = {m for expr in dashboard_queries() for m in METRIC.findall(expr)}
+    suffix = re.compile(r"_(total|bucket|sum|count)$")
+    families = {suffix.sub("", m) for m in metrics.exported_names()}
+    shown = {suffix.sub("", m) for m in used}
+
+    missing = sorted(families - shown)
+    assert missing == [], (
+        f"add a panel for {missing} to {DASHBOARD.relative_to(ROOT)} (a metric nobody can "
+        "see is a metric nobody watches)"
+    )
+
+
 def heading_anchors(markdown: str) -> set[str]:
     """GitHub-style anchors of the markdown headings."""
     anchors = set()
