@@ -19,7 +19,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
-from app.models.base import CoreModel
+from app.models.base import ClientDatetime, CoreModel
 
 OUTCOME_SUCCESS: Final = "success"
 OUTCOME_ERROR: Final = "error"
@@ -171,8 +171,8 @@ class HistoryQuery(BaseModel):
     outcome: Literal["success", "error", "cancelled"] | None = None
     stream: bool | None = None
     job_id: uuid.UUID | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: ClientDatetime | None = None
+    until: ClientDatetime | None = None
 
 
 class CredentialBody(BaseModel):

@@ -19,7 +19,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from app.models.base import CoreModel, utcnow
+from app.models.base import ClientDatetime, CoreModel, utcnow
 
 SOURCE_ADMIN: Final = "admin"
 SOURCE_OPERATOR: Final = "operator"
@@ -215,5 +215,5 @@ class AuditQuery(BaseModel):
     source: Literal["admin", "operator"] | None = None
     actor: Annotated[str, StringConstraints(max_length=200)] | None = None
     action: Literal["create", "update", "delete"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: ClientDatetime | None = None
+    until: ClientDatetime | None = None
