@@ -51,6 +51,7 @@ class Operation:
     description: str | None = None
     deprecated: bool = False
     extra_responses: dict[str, Any] = field(default_factory=dict)
+    also: tuple[int, ...] = ()  # other success statuses with the same body (PUT: 200 or 201)
 
 
 def operation(
@@ -65,6 +66,7 @@ def operation(
     roles: Iterable[str] = (),
     errors: Iterable[int] = (),
     description: str | None = None,
+    also: Iterable[int] = (),
 ) -> Callable[[F], F]:
     """Declare a view's contract; injects validated `body=` / `query=` keyword arguments."""
     op = Operation(
@@ -78,6 +80,7 @@ def operation(
         roles=tuple(roles),
         errors=tuple(errors),
         description=description,
+        also=tuple(also),
     )
 
     def decorate(view: F) -> F:
@@ -270,6 +273,7 @@ def build_spec(
             },
         }
         responses: dict[str, Any] = {str(op.status): success}
+        responses.update({str(extra): success for extra in op.also})
         error_statuses = set(op.errors) | {500}
         if op.body is not None:
             error_statuses |= {400, 413, 415, 422}

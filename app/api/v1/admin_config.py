@@ -118,6 +118,7 @@ def _register(collection: str, kind: str) -> None:
         f"Create or replace a {kind} (409 if a custom resource owns it)",
         body=body_model,
         response=public_model,
+        also=[201],  # 201 + Location when the PUT created it (RFC 9110 section 9.3.4)
         errors=[409],
         **common,
     )
