@@ -45,3 +45,20 @@ def spans(session_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExport
 def sample(name: str, **labels: str) -> float:
     """Current value of one sample of this process's default registry (0 when absent)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _uninstrument_libraries_after_module() -> Iterator[None]:
+    """Undo the process-wide Redis/httpx/Celery patches a traced app installs.
+
+    They outlive the app that installed them; later test modules (other subsystems) must
+    not run with them, e.g. Celery's publish hook rewriting a task's `traceparent`.
+    """
+    yield
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    for instrumentor in (RedisInstrumentor(), HTTPXClientInstrumentor(), CeleryInstrumentor()):
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
