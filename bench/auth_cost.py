@@ -3,6 +3,7 @@ request, in the same run, with the project's full app and pipeline.
 
     uv run python bench/auth_cost.py                      # 3 passes x 2000 requests
     uv run python bench/auth_cost.py --requests 500 --passes 1 --json out.json
+    uv run python bench/auth_cost.py --no-limiter       # rate-limit stage off
 
 Driven in-process through the WSGI interface by Flask's test client, on two tiny routes
 that touch nothing else: `/bench/public` (no decorator) and `/bench/protected`
@@ -18,12 +19,15 @@ that touch nothing else: `/bench/public` (no decorator) and `/bench/protected`
     rejected-jwt         a forged JWT on the protected route (401 envelope)
     fje-public/fje-jwt   bare Flask + Flask-JWT-Extended (HS256, no denylist), for scale
 
+By default the rate-limit stage runs as in production (a default limit too high to
+reject anything), so every request pays its one Redis call and a JWT's revocation keys
+ride along in it; `--no-limiter` turns the stage off to show auth's own round trip.
 Scenarios are interleaved pass by pass (the machine is shared) and every request is
-timed on its own; the table gives medians and p99 in microseconds and the median
-delta against `anonymous`. Below it, the pieces alone: signature + claims check,
-the revocation MGET, the API-key cache script. PostgreSQL and Redis come from the
-wheels (scripts/devstack) unless DATABASE_URL / REDIS_URL are set. Not a test:
-docs/auth.md records a run.
+timed on its own, in wall-clock and in CPU time; the table gives medians (and the
+wall p99) in microseconds and the deltas against `anonymous`. Below it, the pieces
+alone: signature + claims check, the revocation MGET, the API-key cache script.
+PostgreSQL and Redis come from the wheels (scripts/devstack) unless DATABASE_URL /
+REDIS_URL are set. Not a test: docs/auth.md records a run.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def build(
-    urls: dict[str, str],
+    urls: dict[str, str], *, limiter: bool = True
 ) -> tuple[dict[str, Callable[[], int]], dict[str, Callable[[], Any]]]:
     """The app, a user with a token and a key, and one callable per scenario."""
     os.environ.update(urls)
@@ -76,7 +80,8 @@ def build(
 
     overrides: dict[str, Any] = {"app_env": "test", "log_level": "WARNING"}
     if "rate_limit_default_enabled" in Settings.model_fields:
-        overrides["rate_limit_default_enabled"] = False  # measure auth, not the limiter
+        overrides["rate_limit_default_enabled"] = limiter
+        overrides["rate_limit_default_requests"] = 10_000_000  # never rejects
     settings = Settings(**overrides)
     app: Flask = create_app(settings)
 
@@ -176,17 +181,22 @@ def build(
     return scenarios, pieces
 
 
-def measure(call: Callable[[], Any], requests: int) -> list[float]:
-    """Microseconds per call, each call timed alone."""
+def measure(call: Callable[[], Any], requests: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU microseconds per call, each call timed alone.
+
+    CPU time (this thread's, CLOCK_THREAD_CPUTIME_ID) excludes waiting for Redis or
+    PostgreSQL and time spent descheduled, so it stays meaningful on a loaded machine.
+    """
     before = getattr(call, "before", None)
-    out = []
+    wall, cpu = [], []
     for _ in range(requests):
         if before:
             before()
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         call()
-        out.append((time.perf_counter() - started) * 1e6)
-    return out
+        cpu.append((time.thread_time() - started_cpu) * 1e6)
+        wall.append((time.perf_counter() - started) * 1e6)
+    return wall, cpu
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,49 +205,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per scenario/pass")
     parser.add_argument("--passes", type=int, default=3, help="interleaved passes")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--no-limiter", action="store_true", help="rate-limit stage off")
     args = parser.parse_args(argv)
 
     with services() as urls:
-        scenarios, pieces = build(urls)
+        scenarios, pieces = build(urls, limiter=not args.no_limiter)
         for call in scenarios.values():  # warm up: imports, first-request paths, caches
             measure(call, min(200, args.requests))
-        samples: dict[str, list[float]] = {name: [] for name in scenarios}
+        wall: dict[str, list[float]] = {name: [] for name in scenarios}
+        cpu: dict[str, list[float]] = {name: [] for name in scenarios}
         for _ in range(args.passes):
             for name, call in scenarios.items():
-                samples[name] += measure(call, args.requests)
+                w, c = measure(call, args.requests)
+                wall[name] += w
+                cpu[name] += c
         piece_samples = {name: measure(fn, args.requests) for name, fn in pieces.items()}
 
-    base = statistics.median(samples["anonymous"])
-    fje_base = statistics.median(samples["fje-public"])
     rows = []
-    for name, values in samples.items():
-        median = statistics.median(values)
-        ref = fje_base if name.startswith("fje") else base
+    for name in scenarios:
+        ref = "fje-public" if name.startswith("fje") else "anonymous"
+        median, ref_median = statistics.median(wall[name]), statistics.median(wall[ref])
+        cpu_median, ref_cpu = statistics.median(cpu[name]), statistics.median(cpu[ref])
         rows.append(
             {
                 "scenario": name,
                 "median_us": round(median, 1),
-                "p99_us": round(_percentile(values, 0.99), 1),
-                "delta_us": round(median - ref, 1),
-                "ratio": round(median / ref, 2),
+                "p99_us": round(_percentile(wall[name], 0.99), 1),
+                "delta_us": round(median - ref_median, 1),
+                "cpu_us": round(cpu_median, 1),
+                "cpu_delta_us": round(cpu_median - ref_cpu, 1),
             }
         )
     piece_rows = [
-        {"piece": name, "median_us": round(statistics.median(v), 1)}
-        for name, v in piece_samples.items()
+        {
+            "piece": name,
+            "median_us": round(statistics.median(w), 1),
+            "cpu_us": round(statistics.median(c), 1),
+        }
+        for name, (w, c) in piece_samples.items()
     ]
     total = args.requests * args.passes
-    print(f"\nauth cost: {total} requests per scenario ({args.passes} interleaved passes)\n")
-    print(f"{'scenario':<20} {'median us':>10} {'p99 us':>10} {'delta us':>10} {'ratio':>7}")
+    stage = "off" if args.no_limiter else "on"
+    print(f"\nauth cost: {total} requests per scenario, {args.passes} interleaved passes, ", end="")
+    print(f"rate-limit stage {stage}\n")
+    head = ("scenario", "wall us", "p99 us", "wall delta", "cpu us", "cpu delta")
+    print(f"{head[0]:<20}" + "".join(f"{h:>11}" for h in head[1:]))
     for r in rows:
         print(
-            f"{r['scenario']:<20} {r['median_us']:>10} {r['p99_us']:>10} "
-            f"{r['delta_us']:>+10} {r['ratio']:>6}x"
+            f"{r['scenario']:<20}{r['median_us']:>11}{r['p99_us']:>11}{r['delta_us']:>+11}"
+            f"{r['cpu_us']:>11}{r['cpu_delta_us']:>+11}"
         )
-    print("\n(fje-* rows: bare Flask + Flask-JWT-Extended; delta against fje-public)\n")
-    print(f"{'piece alone':<40} {'median us':>10}")
+    print("\n(medians; deltas against anonymous, fje-* rows against fje-public)\n")
+    print(f"{'piece alone':<40}{'wall us':>11}{'cpu us':>11}")
     for p in piece_rows:
-        print(f"{p['piece']:<40} {p['median_us']:>10}")
+        print(f"{p['piece']:<40}{p['median_us']:>11}{p['cpu_us']:>11}")
     if args.json:
         args.json.write_text(json.dumps({"scenarios": rows, "pieces": piece_rows}, indent=2))
     return 0

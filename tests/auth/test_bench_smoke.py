@@ -32,4 +32,4 @@ def test_auth_cost_bench_runs_every_scenario(
     rows = {r["scenario"]: r for r in json.loads(out.read_text())["scenarios"]}
     assert {"anonymous", "jwt", "api-key", "api-key-cold", "fje-jwt"} <= set(rows)
     assert all(r["median_us"] > 0 for r in rows.values())
-    assert "delta us" in capsys.readouterr().out
+    assert "cpu delta" in capsys.readouterr().out

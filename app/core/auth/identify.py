@@ -2,9 +2,10 @@
 
 Runs as a before_request hook right after the request id (DESIGN section 4), before
 rate limiting, so limits can key on the caller. It never touches PostgreSQL for an
-access token (signature check with keys loaded at start-up + one Redis MGET for
-revocation) and only on a cache miss for an API key. A bad credential does not fail
-the request here: public routes still answer; `require_auth` raises the stored error.
+access token (signature check with keys loaded at start-up; the revocation keys are
+read in the rate-limit stage's Redis call, or with one MGET) and only on a cache miss
+for an API key. A bad credential does not fail the request here: public routes still
+answer; `require_auth` raises the stored error.
 """
 
 from __future__ import annotations
