@@ -1,0 +1,203 @@
+"""The whole system as deployed, on private servers this package may break.
+
+PostgreSQL and Redis only these tests use (devstack), the provider simulator, gunicorn
+with app/gunicorn_conf.py (2 workers x 4 threads), a prefork Celery worker and beat,
+all real processes on loopback. A committed AIProvider on the simulator serves jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+import kombu.pools
+import pytest
+from alembic import command
+from celery import Celery
+from devstack import PostgresServer, RedisServer
+from sqlalchemy import Engine, create_engine
+from sqlmodel import Session
+
+from app import create_app
+from app.config import Settings
+from app.core.auth.keys import load_keyring
+from app.core.auth.tokens import issue_access_token
+from app.services import ai_credentials
+from app.services.config import Source, upsert_config
+from tests.ai.support import Sim, provider_spec, run_sim
+from tests.conftest import ROOT, alembic_config
+from tests.support.processes import (
+    CeleryWorker,
+    ManagedProcess,
+    celery_worker,
+    child_env,
+    free_port,
+    wait_for,
+)
+
+MODEL: Final = "chaos-model"
+PROVIDER: Final = "chaos"
+PROVIDER_KEY: Final = "sk-chaos-" + "0" * 16
+#: Settings every process shares, as environment variables. The visibility timeout is
+#: Settings' minimum, so a job whose worker was SIGKILLed is redelivered within a minute;
+#: the sweep re-sends a job stored while the broker was down after 10 s (its minimum).
+ENV: Final[dict[str, str]] = {
+    "APP_ENV": "test",
+    "CELERY_VISIBILITY_TIMEOUT": "60",
+    "JOB_REQUEUE_AFTER_SECONDS": "10",
+    "JOB_MAX_RETRIES": "5",
+    "JOB_RETRY_BASE_SECONDS": "0.5",
+    "JOB_RETRY_MAX_SECONDS": "5",
+    "AI_REQUEST_DEADLINE": "20",
+    "CONFIG_POLL_INTERVAL": "1",
+    "LOG_JSON": "true",
+    # The load comes from one loopback address standing for many clients: the default
+    # per-IP limit would turn it into 429s that say nothing about the faults.
+    "RATE_LIMIT_DEFAULT_REQUESTS": "1000000",
+}
+
+
+def chaos_duration() -> float:
+    """Seconds of load around each fault: CHAOS_DURATION (`make chaos`), else the short form."""
+    return float(os.environ.get("CHAOS_DURATION", "4"))
+
+
+@dataclass
+class System:
+    """Handles on every process of the deployment under test."""
+
+    postgres: PostgresServer
+    redis: RedisServer
+    sim: Sim
+    api: ManagedProcess
+    api_url: str
+    engine: Engine
+    celery: Celery
+    env: dict[str, str]
+    token: str
+    log_dir: Path
+
+    def gunicorn_workers(self) -> set[int]:
+        """Pids of gunicorn's worker processes (children of the master)."""
+        children = Path(f"/proc/{self.api.pid}/task/{self.api.pid}/children").read_text()
+        return {int(pid) for pid in children.split()}
+
+
+def _provider(settings: Settings, sim: Sim) -> None:
+    app = create_app(settings)
+    with app.app_context(), Session(app.extensions["db"]) as session:
+        upsert_config(
+            session=session, kind="AIProvider", name=PROVIDER,
+            spec=provider_spec(sim, models=(MODEL,), maxRetries=0, timeoutSeconds=10),
+            source=Source.admin(), actor="chaos",
+        )  # fmt: skip
+        ai_credentials.store_credential(
+            session=session, name=PROVIDER, api_key=PROVIDER_KEY, source=Source.admin(),
+            actor="chaos", settings=settings,
+        )  # fmt: skip
+    app.extensions["config_store"].stop()
+    app.extensions["db"].dispose()
+
+
+def _token(settings: Settings) -> str:
+    token, _ = issue_access_token(
+        keyring=load_keyring(settings), issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience, ttl=3600, subject=f"chaos-{secrets.token_hex(4)}",
+        roles=["user"], session_id=None,
+    )  # fmt: skip
+    return f"Bearer {token}"
+
+
+def _gunicorn(env: dict[str, str], log_dir: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    api = ManagedProcess(
+        name="gunicorn",
+        args=[sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py",
+              "app.wsgi:application"],
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "2",
+             "GUNICORN_THREADS": "4", "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "prom")},
+        log_path=log_dir / "gunicorn.log",
+        cwd=ROOT,
+        stop_timeout=30,
+    ).start()  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        api.check_alive()
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        return False
+
+    wait_for(ready, timeout=90, interval=0.2, what="gunicorn /readyz")
+    return api, url
+
+
+@pytest.fixture(scope="module")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """Start everything; stop it all afterwards (a leaked process fails the teardown)."""
+    base = tmp_path_factory.mktemp("chaos")
+    (base / "prom").mkdir()
+    with contextlib.ExitStack() as stack:
+        postgres = stack.enter_context(PostgresServer(base / "pg"))
+        redis_server = stack.enter_context(RedisServer(base / "redis"))
+        command.upgrade(alembic_config(postgres.url), "head")
+        sim = stack.enter_context(run_sim(base, name="chaos-sim"))
+        env = child_env(
+            **ENV, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url,
+            SECRET_KEY=secrets.token_urlsafe(48),
+        )  # fmt: skip
+        settings = Settings(
+            database_url=postgres.url, redis_url=redis_server.url, secret_key=env["SECRET_KEY"],
+            **{k.lower(): v for k, v in ENV.items()},  # type: ignore[arg-type]
+        )  # fmt: skip
+        _provider(settings, sim)
+        api, url = _gunicorn(env, base)
+        stack.callback(api.stop)
+        producer = create_app(settings)
+        stack.callback(producer.extensions["db"].dispose)
+        stack.callback(producer.extensions["config_store"].stop)
+        engine = create_engine(postgres.url, pool_pre_ping=True)
+        stack.callback(engine.dispose)
+        quiet = {**env, "METRICS_ENABLED": "false"}  # no worker metrics port to collide
+        beat = ManagedProcess(
+            name="celery beat",
+            args=[sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "beat",
+                  "--loglevel=INFO", f"--schedule={base / 'beat-schedule'}"],
+            env=quiet, log_path=base / "beat.log", cwd=ROOT,
+        ).start()  # fmt: skip
+        stack.callback(beat.stop)
+        yield System(
+            postgres=postgres,
+            redis=redis_server,
+            sim=sim,
+            api=api,
+            api_url=url,
+            engine=engine,
+            celery=producer.extensions["celery"],
+            env=quiet,
+            token=_token(settings),
+            log_dir=base,
+        )
+
+
+@contextlib.contextmanager
+def worker(system: System, name: str) -> Iterator[CeleryWorker]:
+    """A prefork Celery worker (2 children) on the system's broker."""
+    # kombu keeps process-wide producer pools keyed by broker URL (kombu.pools), so even a
+    # new Celery app would ping on a connection that predates a Redis restart and fail.
+    kombu.pools.reset()
+    pinger = Celery("chaos-ping", broker=system.redis.url)
+    try:
+        with celery_worker(
+            pinger, env=system.env, log_dir=system.log_dir / name, pool="prefork", concurrency=2
+        ) as w:
+            yield w
+    finally:
+        pinger.close()
