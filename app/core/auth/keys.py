@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -52,6 +52,9 @@ class KeyRing:
     signing_key: PrivateKey
     current: VerificationKey
     by_kid: dict[str, VerificationKey]
+    # Tokens this ring has verified (see tokens.verify_access_token): owned by the ring,
+    # so a cached verdict can never outlive or cross over to another set of keys.
+    verified: dict[tuple[str, str, str], Any] = field(default_factory=dict, compare=False)
 
     def jwks(self) -> dict[str, Any]:
         """The JSON Web Key Set: current key first, then the previous one."""

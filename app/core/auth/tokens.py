@@ -27,6 +27,9 @@ ACCESS: Final = "access"
 REQUIRED_CLAIMS: Final = ("exp", "iat", "nbf", "iss", "aud", "jti", "sub")
 # A JWT of ours is ~400 bytes; refuse to parse kilobytes of attacker input.
 MAX_TOKEN_LENGTH: Final = 4096
+# Verified tokens per process. Verification (PyJWT parsing + Ed25519) is the largest
+# CPU cost of an authenticated request; a client sends the same token for minutes.
+VERIFIED_CACHE_SIZE: Final = 10_000
 
 
 class TokenError(Exception):
@@ -102,9 +105,35 @@ def _invalid(message: str) -> TokenError:
 def verify_access_token(
     token: str, *, keyring: KeyRing, issuer: str, audience: str, leeway: int
 ) -> AccessClaims:
-    """Verify signature, type and claims; raise `TokenError` with the reason."""
+    """Verify signature, type and claims; raise `TokenError` with the reason.
+
+    A token verified before by the same key ring is not parsed again: identical bytes
+    carry an identical, already checked signature. Only time can invalidate it since
+    (`nbf` is in the past already), so `exp` is re-checked; revocation is checked per
+    request by the caller (`identify`), never cached here.
+    """
     if len(token) > MAX_TOKEN_LENGTH:
         raise _invalid("The token is too long.")
+    verified = keyring.verified
+    cache_key = (token, issuer, audience)
+    cached: AccessClaims | None = verified.get(cache_key)
+    if cached is not None:
+        if time.time() > cached.expires_at + leeway:
+            verified.pop(cache_key, None)
+            raise TokenError(ErrorCode.AUTH_TOKEN_EXPIRED, "The access token has expired.")
+        return cached
+    claims = _verify_uncached(
+        token, keyring=keyring, issuer=issuer, audience=audience, leeway=leeway
+    )
+    if len(verified) >= VERIFIED_CACHE_SIZE:
+        verified.clear()  # bounded memory; the next requests simply verify again
+    verified[cache_key] = claims
+    return claims
+
+
+def _verify_uncached(
+    token: str, *, keyring: KeyRing, issuer: str, audience: str, leeway: int
+) -> AccessClaims:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
