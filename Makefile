@@ -15,7 +15,7 @@ PYTEST := $(RUN) pytest -p no:cacheprovider
 # Marks that need extra machinery or minutes; `test-fast` leaves them out, `test` runs all.
 SLOW_MARKS := slow or browser or k8s or chaos or bench_smoke
 
-.PHONY: help venv dev lint test test-fast control-plane bench chaos chart-test docs clean clean-dev
+.PHONY: help venv dev lint test test-fast control-plane bench chaos chart-test docs crds clean clean-dev
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -41,8 +41,12 @@ test: venv lint ## Lint, then the whole suite with every mark
 test-fast: venv ## The suite without slow, browser, k8s, chaos and bench_smoke tests
 	$(PYTEST) -m "not ($(SLOW_MARKS))"
 
-docs: venv ## Regenerate generated docs (error catalogue, README settings table)
+docs: venv ## Regenerate generated docs (error catalogue, README settings table, CRDs)
 	$(RUN) python scripts/gen_docs.py
+	$(RUN) python scripts/gen_crds.py
+
+crds: venv ## Regenerate the CRD YAML, operator RBAC and docs/crds.md from app/core/specs
+	$(RUN) python scripts/gen_crds.py
 
 control-plane: ## Build kube-apiserver and etcd into .cache/control-plane
 	scripts/build-control-plane.sh
