@@ -1,0 +1,54 @@
+"""Each bug the fuzzer found, pinned by the request that found it (all were 500s or
+responses the document did not allow)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask.testing import FlaskClient
+
+pytestmark = [pytest.mark.fuzz]
+
+#: Python accepts zone offsets up to +-23:59, PostgreSQL only up to +-15:59.
+FAR_OFFSET = "8796-12-12T03:15:25-17:22"
+
+
+def test_an_offset_past_postgres_bigint_is_a_422_not_a_500(client: FlaskClient) -> None:
+    response = client.get("/v1/notes?offset=36893488147419103232&limit=100")
+    assert response.status_code == 422
+    assert response.json["error"]["errors"][0]["field"] == "offset"
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        (f"/v1/admin/audit?until={FAR_OFFSET}", "admin"),
+        (f"/v1/admin/audit?since={FAR_OFFSET}", "admin"),
+        (f"/v1/ai/history?until={FAR_OFFSET}", "user"),
+        (f"/v1/ai/history?since={FAR_OFFSET}", "user"),
+    ],
+)
+def test_a_timestamp_filter_with_a_far_zone_offset_is_answered(
+    path: str, role: str, client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    response = client.get(path.replace("+", "%2B"), headers=headers_for(role))
+    assert response.status_code == 200, response.json
+
+
+def test_a_timestamp_that_overflows_once_in_utc_is_a_422(
+    client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    response = client.get(
+        "/v1/admin/audit?until=9999-12-31T23:00:00-12:00", headers=headers_for("admin")
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["api-versions", "rate-limit-policies", "ai-providers"])
+def test_a_put_that_creates_answers_201_and_the_document_says_so(
+    kind: str, client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    operation = client.get("/v1/openapi.json").json["paths"][f"/v1/admin/{kind}/{{name}}"]["put"]
+    assert {"200", "201"} <= operation["responses"].keys()
+    assert operation["responses"]["201"] == operation["responses"]["200"]
