@@ -37,19 +37,24 @@ class Fixtures:
     sim_url: str
     note_id: str
     bearer: str  # our access token (Ed25519, role user)
+    dependency_pids: list[int]  # PostgreSQL, Redis, simulator we started (for CPU figures)
 
 
-def servers(stack: ExitStack, work: Path) -> tuple[str, str]:
+def servers(stack: ExitStack, work: Path, pids: list[int]) -> tuple[str, str]:
     """PostgreSQL and Redis URLs, starting servers only for what the environment lacks."""
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not database_url:
-        database_url = stack.enter_context(PostgresServer(work / "pg")).url
+        pg = stack.enter_context(PostgresServer(work / "pg"))
+        database_url = pg.url
+        pids.append(pg.pid or 0)
     if not redis_url:
-        redis_url = stack.enter_context(RedisServer(work / "redis")).url
+        server = stack.enter_context(RedisServer(work / "redis"))
+        redis_url = server.url
+        pids.append(server.pid or 0)
     return database_url, redis_url
 
 
-def simulator(stack: ExitStack, work: Path) -> str:
+def simulator(stack: ExitStack, work: Path, pids: list[int]) -> str:
     """Start the provider simulator; its base URL once it answers."""
     port = free_port()
     log = (work / "provider-sim.log").open("wb")
@@ -69,6 +74,7 @@ def simulator(stack: ExitStack, work: Path) -> str:
             proc.wait()
 
     stack.callback(stop)
+    pids.append(proc.pid)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -84,8 +90,9 @@ def simulator(stack: ExitStack, work: Path) -> str:
 
 def prepare(stack: ExitStack, work: Path) -> Fixtures:
     """Servers, migrations, the simulator, a provider, one note and a token."""
-    database_url, redis_url = servers(stack, work)
-    sim_url = simulator(stack, work)
+    pids: list[int] = []
+    database_url, redis_url = servers(stack, work, pids)
+    sim_url = simulator(stack, work, pids)
     secret = secrets.token_urlsafe(48)
     env = {
         **os.environ,
@@ -109,7 +116,7 @@ def prepare(stack: ExitStack, work: Path) -> Fixtures:
     cfg.attributes.update(database_url=database_url, configure_logger=False)
     command.upgrade(cfg, "head")
     note_id, bearer = _rows(env, sim_url)
-    return Fixtures(env=env, sim_url=sim_url, note_id=note_id, bearer=bearer)
+    return Fixtures(env, sim_url, note_id, bearer, [p for p in pids if p])
 
 
 def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:

@@ -44,6 +44,29 @@ class Measurement:
     requests: int
     errors: int  # socket errors, timeouts, statuses outside `Load.ok`; 1 if nothing answered
     statuses: dict[str, int]
+    app_cpu_ms: float = 0.0  # CPU of the gunicorn workers per request
+    deps_cpu_ms: float = 0.0  # CPU of PostgreSQL, Redis and the simulator per request
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid`, its reaped children and its live descendants.
+
+    PostgreSQL backends and gunicorn workers are children of one parent; a child that
+    exited is accounted in the parent's cutime/cstime (proc(5)), a live one in its own.
+    """
+    from devstack.process import descendants
+
+    ticks = 0
+    for n, each in enumerate([pid, *descendants(pid)]):
+        try:
+            raw = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(")") + 2 :].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if n == 0:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime of reaped children
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def require_wrk() -> str:

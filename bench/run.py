@@ -46,7 +46,7 @@ OTHERS: Final[dict[str, list[str]]] = {
     "auth_cost.py": ["--requests", "1000", "--passes", "3"],
     "observability_cost.py": ["--requests", "1000", "--rounds", "3", "--passes", "3"],
     "ai_gateway.py": ["--requests", "300", "--passes", "3"],
-    "operator_latency.py": [],
+    "operator_latency.py": ["--edits", "20", "--cold", "100"],
 }
 
 
@@ -131,7 +131,7 @@ def serve_and_measure(
     server = pipeline.Scenario(first.name, first.wsgi, first.ready, headers=first.ready_headers)
     shape = Namespace(workers=args.workers, threads=args.threads)
     out: dict[str, Measurement] = {}
-    with pipeline.gunicorn(server, shape, env, work / f"{slug}.log") as url:
+    with pipeline.gunicorn(server, shape, env, work / f"{slug}.log") as (url, master):
         for sc in group:
             print(f"  {sc.name} ...", file=sys.stderr, flush=True)
             want = sc.load
@@ -141,9 +141,23 @@ def serve_and_measure(
                 want = replace(want, headers={**want.headers, "If-None-Match": got.headers["ETag"]})
             opts = {"connections": args.connections, "threads": args.wrk_threads}
             load.run(url, want, seconds=args.warmup, **opts)
+            app0, deps0 = cpu(master, fx)
             m = out[sc.name] = load.run(url, want, seconds=args.duration, **opts)
+            app1, deps1 = cpu(master, fx)
+            if m.requests:
+                m.app_cpu_ms = round((app1 - app0) * 1000 / m.requests, 3)
+                m.deps_cpu_ms = round((deps1 - deps0) * 1000 / m.requests, 3)
             print(f"    {m.rps:,.0f} req/s, p99 {m.p99_ms:.1f} ms, {m.statuses}", file=sys.stderr)
     return out
+
+
+def cpu(master: int, fx: Fixtures) -> tuple[float, float]:
+    """CPU seconds so far of the gunicorn workers, and of the dependencies we started.
+
+    CPU per request does not move with other load on a shared machine the way req/s does.
+    """
+    deps = sum(load.tree_cpu_seconds(pid) for pid in fx.dependency_pids)
+    return pipeline.worker_cpu_seconds(master), deps
 
 
 def groups(chosen: list[Scenario]) -> list[list[Scenario]]:
