@@ -21,8 +21,9 @@ def test_a_well_formed_incoming_request_id_is_echoed(client: FlaskClient) -> Non
     "incoming", ["", "short", "has space in it", "x" * 200, "bad\"quote'id", "inj\r\nX: 1"]
 )
 def test_a_malformed_request_id_is_replaced(client: FlaskClient, incoming: str) -> None:
-    response = client.get("/livez", headers={"X-Request-ID": incoming} if "\n" not in incoming
-                          else {})
+    response = client.get(
+        "/livez", headers={"X-Request-ID": incoming} if "\n" not in incoming else {}
+    )
     rid = response.headers["X-Request-ID"]
     assert rid != incoming and len(rid) == 32
     assert response.get_json()["meta"]["request_id"] == rid
