@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -61,10 +62,27 @@ def main() -> int:
     return 0
 
 
+def _dev_secret_key() -> str:
+    """One SECRET_KEY for every process of the dev stack, kept in .dev/ across runs.
+
+    Without it each process would invent its own (Settings does so in development), and
+    the JWT signing key and the credential encryption key derived from it would differ
+    between gunicorn workers and the Celery worker: a token from one worker would be
+    refused by the next.
+    """
+    path = DEV_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
 def _run(
     sup: Supervisor, servers: list[ManagedServer], env: dict[str, str], stop: threading.Event
 ) -> None:
     DEV_DIR.mkdir(exist_ok=True)
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = _dev_secret_key()
     if not os.environ.get("DATABASE_URL"):
         pg = PostgresServer(DEV_DIR / "postgres", _port("DEV_POSTGRES_PORT", 55432), fast=False)
         env["DATABASE_URL"] = _start(sup, pg, servers).url
