@@ -44,18 +44,18 @@ def test_a_cached_token_still_expires(app: Flask) -> None:
     from app.core.auth.state import auth_state
 
     ring = _ring(auth_state().keyring)
-    token, _ = issue_access_token(
+    token, claims = issue_access_token(
         keyring=ring,
         issuer="i",
         audience="a",
-        ttl=1,
+        ttl=2,
         subject="u1",
         roles=["user"],
         session_id=None,
-        now=time.time() - 0.5,
     )
     verify_access_token(token, keyring=ring, issuer="i", audience="a", leeway=0)
-    time.sleep(1.6)
+    assert ring.verified
+    time.sleep(max(0.0, claims.expires_at - time.time()) + 0.3)
     with pytest.raises(TokenError) as caught:
         verify_access_token(token, keyring=ring, issuer="i", audience="a", leeway=0)
     assert caught.value.code is ErrorCode.AUTH_TOKEN_EXPIRED
