@@ -173,7 +173,8 @@ class DeadLetterQuery(BaseModel):
     status: Literal["pending", "replayed", "discarded"] | None = None
     task_name: str | None = PydanticField(default=None, max_length=200)
     limit: int = PydanticField(default=50, ge=1, le=200)
-    offset: int = PydanticField(default=0, ge=0)
+    # Bounded: PostgreSQL's OFFSET is a bigint; a larger value was a 500 (tests/fuzz).
+    offset: int = PydanticField(default=0, ge=0, le=1_000_000)
 
 
 class ReplayResult(BaseModel):

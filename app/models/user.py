@@ -129,7 +129,8 @@ class UserListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    # Bounded: PostgreSQL's OFFSET is a bigint; a larger value was a 500 (tests/fuzz).
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     email: str | None = Field(default=None, max_length=320, description="Substring match")
     role: Role | None = None
     disabled: bool | None = None
