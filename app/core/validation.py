@@ -25,6 +25,37 @@ def pydantic_errors(exc: ValidationError) -> tuple[list[dict[str, Any]], list[st
     return errors, required
 
 
+def _nul_fields(value: Any) -> list[str]:
+    """Paths of the strings (values or keys) that hold U+0000, iteratively (no recursion)."""
+    found: list[str] = []
+    todo: list[tuple[str, Any]] = [("", value)]
+    while todo:
+        path, item = todo.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                found.append(path or "__root__")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    found.append(child_path)
+                todo.append((child_path, child))
+        elif isinstance(item, list):
+            todo.extend((f"{path}.{i}" if path else str(i), c) for i, c in enumerate(item))
+    return sorted(found)
+
+
+def _refuse_nul(data: Any) -> None:
+    # PostgreSQL text cannot hold NUL ("A string literal cannot contain NUL (0x00)
+    # characters"): refused here as a 422 instead of a 500 at INSERT (found by tests/fuzz).
+    fields = _nul_fields(data)
+    if fields:
+        message = "NUL characters (U+0000) are not allowed"
+        raise ValidationFailed(
+            errors=[{"field": f, "message": message, "type": "string_nul"} for f in fields]
+        )
+
+
 def _raise_validation(exc: ValidationError) -> None:
     errors, required = pydantic_errors(exc)
     raise ValidationFailed(errors=errors, required_fields=required) from None
@@ -53,6 +84,7 @@ def json_body() -> Any:
 def parse_body(model: type[M]) -> M:
     """Validate the JSON body into `model` (422 with field errors on failure)."""
     payload = json_body()
+    _refuse_nul(payload)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -66,6 +98,7 @@ def parse_query(model: type[M]) -> M:
     for key in request.args:
         values = request.args.getlist(key)
         data[key] = values if len(values) > 1 else values[0]
+    _refuse_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

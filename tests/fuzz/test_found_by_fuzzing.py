@@ -14,8 +14,14 @@ pytestmark = [pytest.mark.fuzz]
 FAR_OFFSET = "8796-12-12T03:15:25-17:22"
 
 
-def test_an_offset_past_postgres_bigint_is_a_422_not_a_500(client: FlaskClient) -> None:
-    response = client.get("/v1/notes?offset=36893488147419103232&limit=100")
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [("/v1/notes", "anonymous"), ("/v1/admin/users", "admin"), ("/v1/admin/dead-letters", "admin")],
+)
+def test_an_offset_past_postgres_bigint_is_a_422_not_a_500(
+    path: str, role: str, client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    response = client.get(f"{path}?offset=36893488147419103232", headers=headers_for(role))
     assert response.status_code == 422
     assert response.json["error"]["errors"][0]["field"] == "offset"
 
@@ -52,3 +58,33 @@ def test_a_put_that_creates_answers_201_and_the_document_says_so(
     operation = client.get("/v1/openapi.json").json["paths"][f"/v1/admin/{kind}/{{name}}"]["put"]
     assert {"200", "201"} <= operation["responses"].keys()
     assert operation["responses"]["201"] == operation["responses"]["200"]
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/v1/admin/dead-letters?task_name=a%00b", "admin"),
+        ("/v1/admin/users?email=a%00b", "admin"),
+        ("/v1/admin/audit?actor=a%00b", "admin"),
+        ("/v1/ai/history?model=a%00b", "user"),
+    ],
+)
+def test_a_nul_character_in_a_query_filter_is_a_422(
+    path: str, role: str, client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    response = client.get(path, headers=headers_for(role))
+    assert response.status_code == 422
+    assert response.json["error"]["errors"][0]["type"] == "string_nul"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"title": "a\u0000b"}, {"title": "ok", "body": "\u0000"}, {"title\u0000": "x"}],
+    ids=["value", "second-field", "key"],
+)
+def test_a_nul_character_in_a_body_is_a_422_not_a_500_at_insert(
+    body: dict[str, str], client: FlaskClient
+) -> None:
+    response = client.post("/v1/notes", json=body)
+    assert response.status_code == 422
+    assert {e["type"] for e in response.json["error"]["errors"]} == {"string_nul"}
