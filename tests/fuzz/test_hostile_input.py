@@ -121,3 +121,13 @@ def test_json_that_is_not_an_object_is_refused_with_422(
 ) -> None:
     for body in (b"[]", b'"title"', b"null", b"1e999"):
         assert_error(send(client, headers_for, route, body), 422, "VAL_INVALID_FORMAT")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=ROUTE_IDS)
+def test_a_nul_character_anywhere_in_the_body_is_refused_with_422(
+    route: tuple[str, str, str], client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    body = b'{"title": "a\\u0000", "prompt": "p\\u0000", "email": "e\\u0000@example.com"}'
+    response = send(client, headers_for, route, body)
+    assert_error(response, 422, "VAL_INVALID_FORMAT")
+    assert {e["type"] for e in response.get_json()["error"]["errors"]} == {"string_nul"}
