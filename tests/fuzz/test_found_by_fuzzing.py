@@ -88,3 +88,12 @@ def test_a_nul_character_in_a_body_is_a_422_not_a_500_at_insert(
     response = client.post("/v1/notes", json=body)
     assert response.status_code == 422
     assert {e["type"] for e in response.json["error"]["errors"]} == {"string_nul"}
+
+
+def test_a_login_with_a_nul_in_the_email_is_a_422(client: FlaskClient) -> None:
+    # Found by FUZZ_MAX_EXAMPLES=60: the email went to a PostgreSQL lookup as it was.
+    response = client.post(
+        "/v1/auth/login", json={"email": "\u001b\u0000T2@example.com", "password": "x" * 12}
+    )
+    assert response.status_code == 422
+    assert response.json["error"]["errors"][0]["type"] == "string_nul"
