@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         default=30.0, ge=1, le=600, description="Longest backoff between config reload retries"
     )
     version_lifecycle_exempt_paths: Annotated[list[str], NoDecode] = Field(
-        default=["/v1/auth/", "/v1/admin/"],
+        default=["/v1/auth/", "/v1/admin/", "/v2/auth/", "/v2/admin/"],
         description="Path prefixes never refused with 410 by a retired version or brownout "
         "(headers and warnings still apply), so an operator can always log in and undo it",
     )
