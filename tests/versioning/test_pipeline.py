@@ -59,9 +59,15 @@ def test_a_deprecated_version_warns_and_points_at_its_successor(
     assert warning["code"] == "VERSION_DEPRECATED" and warning["level"] == "WARN"
     assert warning["context"]["successor"] == "2.0"
     assert warning["context"]["changelog"] == "/versions/1.0/changes-to/2.0"
-    # The successor of a v1-only operation is the successor's document.
-    only_v1 = client.patch("/v1/notes/00000000-0000-0000-0000-000000000000", json={"title": "x"})
-    assert '</v2/openapi.json>; rel="successor-version"' in only_v1.headers.getlist("Link")
+    # A carried-over operation's successor is the same operation under /v2 ...
+    one = client.patch("/v1/notes/00000000-0000-0000-0000-000000000000", json={"title": "x"})
+    assert (
+        '</v2/notes/00000000-0000-0000-0000-000000000000>; rel="successor-version"'
+        in one.headers.getlist("Link")
+    )
+    # ... and where v2 has no such operation (none is removed: a 405 stands in), its document.
+    missing = client.delete("/v1/notes/00000000-0000-0000-0000-000000000000")
+    assert '</v2/openapi.json>; rel="successor-version"' in missing.headers.getlist("Link")
     assert client.get("/v2/notes").headers.get("Deprecation") is None
 
 

@@ -7,6 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
+from app.api.docs import openapi_document
+from app.api.v2 import CHANGED, REMOVED
+from app.api.v2.carry import Op
 from tests.versioning.conftest import Declare
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -67,36 +70,64 @@ def changed(body: dict[str, object], method: str, path: str) -> dict[str, object
     return entries[0]  # type: ignore[no-any-return]
 
 
-def test_changelog_from_1_to_2_lists_the_notes_contract_change(client: FlaskClient) -> None:
+def test_changelog_from_1_to_2_lists_exactly_the_decision_table(client: FlaskClient) -> None:
     body = client.get("/versions/1.0/changes-to/2.0").get_json()["data"]
     assert (body["from"], body["to"]) == ("1.0", "2.0")
+    assert body["added"] == []
+    assert {Op(r["method"], r["path"]) for r in body["removed"]} == set(REMOVED)
+    assert {Op(c["method"], c["path"]) for c in body["changed"]} == set(CHANGED)
     listing = changed(body, "GET", "/notes")
-    assert listing["breaking"] is True and listing["from"] == "/v1/notes"
+    assert listing["breaking"] is True
+    assert (listing["from"], listing["to"]) == ("/v1/notes", "/v2/notes")
     found = {(c["location"], c["path"], c["change"]) for c in listing["changes"]}
-    assert {
+    assert found == {
         ("parameter.query", "offset", "parameter_removed"),
         ("parameter.query", "cursor", "parameter_added"),
         ("response.200.data", "data", "property_removed"),
         ("response.200.data", "count", "property_removed"),
         ("response.200.data", "items", "property_added"),
         ("response.200.data", "next_cursor", "property_added"),
-    } <= found
-    removed = {(r["method"], r["path"]) for r in body["removed"]}
-    assert ("PATCH", "/notes/{note_id}") in removed
-    assert ("POST", "/notes") not in removed | {(c["method"], c["path"]) for c in body["changed"]}
-    assert body["summary"]["unchanged"] >= 2  # GET one note and POST keep their contract
-    assert body["summary"]["breaking"] == len(body["removed"]) + sum(
-        1 for c in body["changed"] if c["breaking"]
-    )
+    }
+    paths = openapi_document(1)["paths"]
+    v1_operations = sum(len(item) for path, item in paths.items() if path.startswith("/v1/"))
+    assert body["summary"] == {
+        "added": 0,
+        "removed": len(REMOVED),
+        "changed": len(CHANGED),
+        "unchanged": v1_operations - len(CHANGED) - len(REMOVED),
+        "breaking": len(REMOVED) + len(CHANGED),
+    }
 
 
-def test_changelog_back_from_2_to_1_is_the_mirror_image(client: FlaskClient) -> None:
+MIRROR = {
+    "parameter_added": "parameter_removed",
+    "property_added": "property_removed",
+    "required": "optional",
+    "request_body_added": "request_body_removed",
+    "error_status_added": "error_status_removed",
+}
+MIRROR |= {after: before for before, after in MIRROR.items()}
+
+
+def test_changelog_back_from_2_to_1_is_the_inverse(client: FlaskClient) -> None:
     forward = client.get("/versions/1.0/changes-to/2.0").get_json()["data"]
     back = client.get("/versions/v2/changes-to/1").get_json()["data"]
-    assert {(a["method"], a["path"]) for a in back["added"]} == {
-        (r["method"], r["path"]) for r in forward["removed"]
-    }
-    assert back["summary"]["changed"] == forward["summary"]["changed"]
+    assert (back["from"], back["to"]) == ("2.0", "1.0")
+    pairs = [("added", "removed"), ("removed", "added")]
+    for mine, theirs in pairs:
+        assert {(e["method"], e["path"]) for e in back[mine]} == {
+            (e["method"], e["path"]) for e in forward[theirs]
+        }
+        assert back["summary"][mine] == forward["summary"][theirs]
+    assert back["summary"]["unchanged"] == forward["summary"]["unchanged"]
+    assert [(c["method"], c["path"]) for c in back["changed"]] == [
+        (c["method"], c["path"]) for c in forward["changed"]
+    ]
+    for there, home in zip(forward["changed"], back["changed"], strict=True):
+        assert (home["from"], home["to"]) == (there["to"], there["from"])
+        assert {(c["location"], c["path"], MIRROR[c["change"]]) for c in home["changes"]} == {
+            (c["location"], c["path"], c["change"]) for c in there["changes"]
+        }
 
 
 @pytest.mark.parametrize("path", ["/versions/3.0/changes-to/1.0", "/versions/1.0/changes-to/x"])
