@@ -1,7 +1,8 @@
-"""Declare an `ApiVersion` inside the test's transaction and load it into the snapshot."""
+"""Declare an `ApiVersion` in the test's transaction; callers with roles, tokens, API keys."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,11 @@ import pytest
 from flask import Flask
 from sqlmodel import Session
 
+from app.core.auth import auth_state
 from app.core.config_store import Snapshot, config_store
+from app.models.user import User
+from app.services import api_keys
+from app.services import auth as auth_service
 from app.services import config as service
 
 Declare = Callable[..., Snapshot]
@@ -29,5 +34,44 @@ def declare(app: Flask, session: Session) -> Declare:
             actor="test",
         )
         return config_store(app).refresh(session.connection())
+
+    return factory
+
+
+Headers = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def bearer_for(session: Session) -> Headers:
+    """`bearer_for(*roles)`: an Authorization header of a new user with `roles`."""
+
+    def factory(*roles: str) -> dict[str, str]:
+        user = User(
+            email=f"v-{secrets.token_hex(6)}@example.com", password_hash="x", roles=list(roles)
+        )
+        session.add(user)
+        session.commit()
+        tokens = auth_service.start_session(
+            session=session, auth=auth_state(), user=user, ip="127.0.0.1", user_agent="pytest"
+        )
+        return {"Authorization": f"Bearer {tokens.access_token}"}
+
+    return factory
+
+
+@pytest.fixture
+def api_key_for(session: Session) -> Headers:
+    """`api_key_for(*scopes, roles=("user",))`: an X-API-Key header holding `scopes`."""
+
+    def factory(*scopes: str, roles: tuple[str, ...] = ("user",)) -> dict[str, str]:
+        user = User(
+            email=f"k-{secrets.token_hex(6)}@example.com", password_hash="x", roles=list(roles)
+        )
+        session.add(user)
+        session.commit()
+        _, key = api_keys.create_api_key(
+            session=session, auth=auth_state(), user_id=user.id, name="v", scopes=list(scopes)
+        )
+        return {"X-API-Key": key}
 
     return factory
