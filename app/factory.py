@@ -12,6 +12,7 @@ from app.core import auth, db, redis, request_context, security
 from app.core import health as readiness
 from app.core import tasks as celery_ext
 from app.core.errors.handlers import register_error_handlers
+from app.core.flaskapp import ApiFlask
 from app.core.observability.logging import configure_logging
 
 API_VERSIONS: dict[int, str] = {1: "1.0", 2: "2.0"}
@@ -22,7 +23,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     configure_logging(settings)
 
-    app = Flask("app")
+    app = ApiFlask("app")
     app.config.update(
         SECRET_KEY=settings.secret(),
         JSON_SORT_KEYS=False,

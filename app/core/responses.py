@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response, current_app, g, has_request_context
+from flask import Response, current_app, has_request_context
 from pydantic import BaseModel
 
+from app.core.request_context import request_globals
 from app.core.warnings import current_warnings
 
 JSON_MIMETYPE = "application/json"
@@ -35,8 +36,9 @@ def meta() -> dict[str, Any]:
     """The `meta` block: request id and the API version serving the request."""
     out: dict[str, Any] = {"request_id": None, "api_version": None}
     if has_request_context():
-        out["request_id"] = g.get("request_id")
-        out["api_version"] = g.get("api_version")
+        state = request_globals()
+        out["request_id"] = state.get("request_id")
+        out["api_version"] = state.get("api_version")
     return out
 
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from flask import g, has_request_context
+from flask import has_request_context
+
+from app.core.request_context import request_globals
 
 
 class WarningLevel(StrEnum):
@@ -69,9 +71,10 @@ def current_warnings() -> WarningCollector:
     """The collector of the request being served (a throwaway one outside requests)."""
     if not has_request_context():
         return WarningCollector()
-    collector: WarningCollector | None = g.get("warnings")
+    state = request_globals()
+    collector: WarningCollector | None = state.get("warnings")
     if collector is None:
-        collector = g.warnings = WarningCollector()
+        collector = state.warnings = WarningCollector()
     return collector
 
 

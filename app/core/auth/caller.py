@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
 
-from flask import g, has_request_context
+from flask import has_request_context
+
+from app.core.request_context import request_globals
 
 CallerKind = Literal["user", "api_key", "anonymous"]
 
@@ -99,5 +101,5 @@ def current_caller() -> Caller:
     """The caller of the current request (anonymous outside one or before identify)."""
     if not has_request_context():
         return ANONYMOUS
-    caller: Caller | None = g.get("caller")
+    caller: Caller | None = request_globals().get("caller")
     return caller or ANONYMOUS

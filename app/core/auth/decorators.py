@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
-from flask import current_app, g, request
-
-from app.core.auth.caller import Caller, Role, current_caller
-from app.core.auth.identify import RATELIMIT_EXTENSION, REALM
+from app.core.auth.caller import ANONYMOUS, Caller, Role
+from app.core.auth.identify import RATELIMIT_GATE, REALM
 from app.core.db import get_session
 from app.core.errors import ApiError, ErrorCode, Forbidden, Unauthorized
+from app.core.request_context import current_request, request_globals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,16 +74,17 @@ def _load_user(caller: Caller) -> Any:
 
 def authorize(requirement: Requirement) -> Caller:
     """Check the current caller against `requirement`; raise 401/403/503 or return it."""
-    if RATELIMIT_EXTENSION in current_app.extensions:
-        # identify() may have deferred its revocation check to the rate-limit stage; if
-        # that stage did not run for this request, check now (a no-op otherwise).
+    state = request_globals()
+    if RATELIMIT_GATE in state:
+        # identify() deferred its revocation check to the rate-limit stage and that stage
+        # did not run for this request (a skipped path): check now.
         from app.core.ratelimit import resolve_pending_gate
 
         resolve_pending_gate()
-    error: ApiError | None = g.get("auth_error")
+    error: ApiError | None = state.get("auth_error")
     if error is not None:
         raise error
-    caller = current_caller()
+    caller: Caller = state.get("caller") or ANONYMOUS
     if not caller.is_authenticated:
         raise Unauthorized(code=ErrorCode.AUTH_REQUIRED)
     if caller.kind == "api_key":
@@ -104,13 +104,13 @@ def authorize(requirement: Requirement) -> Caller:
             code=ErrorCode.AUTH_FORBIDDEN, details={"required_roles": list(requirement.roles)}
         )
     if (
-        request.method not in SAFE_METHODS
+        current_request().method not in SAFE_METHODS
         and not requirement.allow_readonly
         and not caller.has_role(Role.USER)
     ):
         raise Forbidden("Read-only accounts cannot change data.", code=ErrorCode.AUTH_FORBIDDEN)
     if requirement.load_user:
-        g.current_user = _load_user(caller)
+        state.current_user = _load_user(caller)
     return caller
 
 

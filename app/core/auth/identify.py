@@ -14,9 +14,10 @@ import logging
 import time
 from typing import Final
 
-from flask import current_app, g, request
+from flask import g
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import Headers
 
 from app.core.auth.apikey_cache import RejectedKey
 from app.core.auth.caller import ALL_SCOPES, ANONYMOUS, Caller
@@ -36,6 +37,7 @@ from app.core.errors import (
     Forbidden,
     Unauthorized,
 )
+from app.core.request_context import current_request, request_globals
 
 AUTHORIZATION: Final = "Authorization"
 API_KEY_HEADER: Final = "X-API-Key"
@@ -43,6 +45,8 @@ BEARER: Final = "bearer"
 APIKEY_SCHEME: Final = "apikey"
 REALM: Final = 'Bearer realm="structured-api"'
 RATELIMIT_EXTENSION: Final = "ratelimit"  # app.core.ratelimit.EXTENSION
+#: `g` key of a revocation check deferred to the rate-limit stage (its `defer_gate`).
+RATELIMIT_GATE: Final = "_ratelimit_gate"
 
 log = logging.getLogger("structured_api.auth")
 
@@ -51,10 +55,10 @@ def _invalid(message: str) -> TokenError:
     return TokenError(ErrorCode.AUTH_INVALID_TOKEN, message)
 
 
-def _credential() -> tuple[str, str] | None:
+def _credential(headers: Headers) -> tuple[str, str] | None:
     """("jwt" | "api_key", value) from the headers, or None when none was sent."""
-    authorization = request.headers.get(AUTHORIZATION)
-    header_key = request.headers.get(API_KEY_HEADER)
+    authorization = headers.get(AUTHORIZATION)
+    header_key = headers.get(API_KEY_HEADER)
     if authorization and header_key:
         raise _invalid("Send one credential: Authorization or X-API-Key, not both.")
     if header_key:
@@ -92,19 +96,20 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         session_id=claims.session_id,
         expires_at=claims.expires_at,
     )
-    if _limiter_shares_redis():
+    if _limiter_shares_redis(state):
         _defer_revocation_check(claims)
     else:
         check_access_token(state.redis, claims)
     return caller
 
 
-def _limiter_shares_redis() -> bool:
+def _limiter_shares_redis(state: AuthState) -> bool:
     # The rate-limit stage can read our revocation keys in its own script call (one
     # round trip instead of two), but only if it talks to the Redis that holds them.
-    settings = current_app.extensions["settings"]
-    if RATELIMIT_EXTENSION not in current_app.extensions:
+    extensions = state.app_extensions
+    if RATELIMIT_EXTENSION not in extensions:
         return False
+    settings = extensions["settings"]
     own = getattr(settings, "rate_limit_redis_url", None)
     return own is None or own == settings.redis_url
 
@@ -169,20 +174,21 @@ def rejection(error: TokenError) -> ApiError:
 
 def identify() -> None:
     """Set `g.caller` (and `g.auth_error` for a rejected credential); never raises."""
-    g.caller = ANONYMOUS
-    g.auth_error = None
+    globals_ = request_globals()
+    globals_.caller = ANONYMOUS
+    globals_.auth_error = None
     try:
-        credential = _credential()
+        credential = _credential(current_request().headers)
         if credential is None:
             return
         kind, value = credential
         state = auth_state()
-        g.caller = _from_jwt(state, value) if kind == "jwt" else _from_api_key(state, value)
+        globals_.caller = _from_jwt(state, value) if kind == "jwt" else _from_api_key(state, value)
     except TokenError as exc:
         log.info("credential rejected", extra={"auth_code": exc.code.value})
-        g.auth_error = rejection(exc)
+        globals_.auth_error = rejection(exc)
     except RedisError:
         _reject_unchecked()
     except SQLAlchemyError:
         log.warning("API key not resolved: PostgreSQL unavailable")
-        g.auth_error = DatabaseUnavailable("Credentials cannot be checked right now; retry.")
+        globals_.auth_error = DatabaseUnavailable("Credentials cannot be checked right now; retry.")

@@ -43,6 +43,11 @@ class AuthState:
         self.resolve_api_key = resolve_api_key
         self._extensions = extensions
 
+    @property
+    def app_extensions(self) -> MutableMapping[str, Any]:
+        """The app's `extensions` (live: later extensions show up here)."""
+        return self._extensions
+
     @cached_property
     def redis(self) -> Redis:
         """The app's shared Redis client."""

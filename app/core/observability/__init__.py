@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 
 from app.config import Settings
 from app.core.observability import metrics
+from app.core.request_context import current_request, request_globals
 
 EXTENSION: Final = "observability"
 #: Methods kept as label values; anything else a client invents becomes OTHER.
@@ -41,8 +42,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         tracing.instrument_app(app, settings)
 
 
-def _method_label() -> str:
-    method = request.method
+def _method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
 
 
@@ -60,19 +60,21 @@ def _install_http_metrics(app: Flask) -> None:
         return child
 
     def _start() -> None:
-        setattr(g, _STARTED, time.perf_counter())
-        _gauge(_method_label()).inc()
+        setattr(request_globals(), _STARTED, time.perf_counter())
+        _gauge(_method_label(current_request().method)).inc()
 
     def _record(response: Response) -> Response:
-        started: float | None = g.get(_STARTED)
+        state = request_globals()
+        started: float | None = state.get(_STARTED)
         if started is None:
             return response
+        req = current_request()
         # The rule *template* (`/v1/notes/<uuid:note_id>`), never the path: a path carries
         # ids and would give every resource its own series.
-        rule = request.url_rule
+        rule = req.url_rule
         route = rule.rule if rule is not None else metrics.UNMATCHED_ROUTE
-        method = _method_label()
-        version = g.get("api_version") or metrics.NO_VERSION
+        method = _method_label(req.method)
+        version = state.get("api_version") or metrics.NO_VERSION
         status = response.status_code
         key = (route, method, status, version)
         pair = children.get(key)
@@ -83,13 +85,14 @@ def _install_http_metrics(app: Flask) -> None:
             )
         pair[0].inc()
         pair[1].observe(time.perf_counter() - started)
-        for warning in g.get("warnings") or ():
+        for warning in state.get("warnings") or ():
             metrics.WARNINGS.labels(warning.code, str(warning.level)).inc()
         return response
 
     def _finish(_exc: BaseException | None) -> None:
-        if g.get(_STARTED) is not None:
-            _gauge(_method_label()).dec()
+        state = request_globals()
+        if state.pop(_STARTED, None) is not None:
+            _gauge(_method_label(current_request().method)).dec()
 
     # First before_request and last after_request (Flask runs after_request hooks in
     # reverse order), so the histogram covers the whole pipeline of DESIGN.md section 4.

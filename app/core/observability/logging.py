@@ -40,20 +40,36 @@ class RequestContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object; extra fields are kept, never secrets."""
 
+    # One encoder for every record (`json.dumps(..., default=...)` builds a new one per
+    # call) and the timestamp's seconds part reused within the same second: the access
+    # log writes a line per request, so this is on the hot path.
+    _encoder: Final = json.JSONEncoder(default=str, ensure_ascii=False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # (second, its text) in one attribute, so threads always read a matching pair.
+        self._last: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        last = self._last
+        if last[0] != second:
+            last = self._last = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{last[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_") and value is not None:
+            if key not in _RESERVED and value is not None and key[0] != "_":
                 out[key] = value
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return self._encoder.encode(out)
 
 
 def configure_logging(settings: Settings) -> None:

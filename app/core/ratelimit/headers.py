@@ -67,15 +67,23 @@ def apply(
     states: list[LimitState],
     rejected: LimitState | None,
 ) -> None:
-    """Set the rate-limit headers on a response."""
+    """Add the rate-limit headers to a response (only this stage sets them: appended)."""
     if not states:
         return
-    headers[RATELIMIT_POLICY] = policy
-    headers[RATELIMIT] = ", ".join(
-        f"{sf_string(s.limit.name)};r={max(0, s.remaining)};t={s.reset_s}" for s in states
-    )
     top = rejected or most_restrictive(states)
-    headers[X_LIMIT] = str(top.limit.quantity)
-    headers[X_REMAINING] = str(0 if rejected else max(0, top.remaining))
     reset_ms = top.retry_ms if rejected else top.reset_ms
-    headers[X_RESET] = str(max(0, math.ceil(reset_ms / 1000)))
+    headers.extend(
+        (
+            (RATELIMIT_POLICY, policy),
+            (
+                RATELIMIT,
+                ", ".join(
+                    f"{sf_string(s.limit.name)};r={max(0, s.remaining)};t={s.reset_s}"
+                    for s in states
+                ),
+            ),
+            (X_LIMIT, str(top.limit.quantity)),
+            (X_REMAINING, str(0 if rejected else max(0, top.remaining))),
+            (X_RESET, str(max(0, math.ceil(reset_ms / 1000)))),
+        )
+    )

@@ -12,14 +12,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g
+from flask.ctx import _AppCtxGlobals
 
-from app.core.auth.caller import current_caller
+from app.core.auth.caller import ANONYMOUS, Caller
+from app.core.auth.identify import RATELIMIT_GATE
 from app.core.errors import ErrorCode
 from app.core.errors.exceptions import DependencyUnavailable, RateLimited
 from app.core.ratelimit import headers
 from app.core.ratelimit.service import Decision, RateLimiter, caller_roles
 from app.core.ratelimit.store import StoreUnavailable
+from app.core.request_context import current_request, request_globals
 from app.core.warnings import warn
 
 EXTENSION: Final = "ratelimit"
@@ -30,7 +33,7 @@ SKIPPED_PATHS: Final = frozenset({"/livez", "/readyz", "/metrics"})
 SKIPPED_PREFIXES: Final = ("/static/", "/docs")
 _VERSION_PREFIX: Final = re.compile(r"^/v([0-9]{1,3})(?:/|$)")
 _DECISION: Final = "ratelimit"
-_GATE: Final = "_ratelimit_gate"
+_GATE: Final = RATELIMIT_GATE
 
 
 def limiter(app: Flask | None = None) -> RateLimiter:
@@ -82,28 +85,31 @@ def resolve_pending_gate() -> None:
 
 
 def _limit_request() -> None:
-    path = request.path
+    req = current_request()
+    state = request_globals()
+    state.pop(_DECISION, None)  # `g` can outlive a request (tests, CLI)
+    path = req.path
     if path in SKIPPED_PATHS or path.startswith(SKIPPED_PREFIXES):
         resolve_pending_gate()
         return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     rl: RateLimiter = app.extensions[EXTENSION]
     versions = app.extensions.get("api_versions", {})
-    gate: Gate | None = g.pop(_GATE, None)
-    decision = _check(rl, path, versions, gates=gate.keys if gate else ())
+    gate: Gate | None = state.pop(_GATE, None)
+    decision = _check(rl, req, state, versions, gates=gate.keys if gate else ())
     if gate is not None:
         if decision is None:
-            setattr(g, _GATE, gate)
+            setattr(state, _GATE, gate)
             resolve_pending_gate()
         else:
             gate.resolve(decision.gate_values)
             if decision.gated:
                 # Nothing was charged; the caller may have changed (a revoked token is now
                 # anonymous): check again for whoever it is now.
-                decision = _check(rl, path, versions, gates=())
+                decision = _check(rl, req, state, versions, gates=())
     if decision is None:
         return
-    setattr(g, _DECISION, decision)
+    setattr(state, _DECISION, decision)
     if decision.allowed:
         if decision.degraded:
             warn(
@@ -117,46 +123,52 @@ def _limit_request() -> None:
             ErrorCode.RATE_LIMITER_UNAVAILABLE.description,
             code=ErrorCode.RATE_LIMITER_UNAVAILABLE,
         )
-    rule, state = decision.rejected_rule, decision.rejected
-    assert rule is not None and state is not None
+    rule, limit_state = decision.rejected_rule, decision.rejected
+    assert rule is not None and limit_state is not None
     raise RateLimited(
-        f"Rate limit {state.limit.name} exceeded; retry after {decision.retry_after} s.",
+        f"Rate limit {limit_state.limit.name} exceeded; retry after {decision.retry_after} s.",
         retry_after=decision.retry_after,
         details={
             "policy": rule.policy,
             "rule": rule.name,
-            "limit": state.limit.name,
-            "unit": state.limit.unit,
-            "quantity": state.limit.quantity,
-            "window_seconds": state.limit.window_s,
+            "limit": limit_state.limit.name,
+            "unit": limit_state.limit.unit,
+            "quantity": limit_state.limit.quantity,
+            "window_seconds": limit_state.limit.window_s,
             "retry_after_seconds": decision.retry_after,
         },
     )
 
 
 def _check(
-    rl: RateLimiter, path: str, versions: dict[int, str], *, gates: Sequence[str]
+    rl: RateLimiter,
+    req: Request,
+    state: _AppCtxGlobals,
+    versions: dict[int, str],
+    *,
+    gates: Sequence[str],
 ) -> Decision | None:
     """The decision for the current caller, or None when nothing limits the request."""
-    caller = current_caller()
+    caller: Caller = state.get("caller") or ANONYMOUS
     roles = caller_roles(caller)
+    path = req.path
     plan = rl.matcher().plan(
-        method=request.method, path=path, version=version_of(path, versions), roles=roles
+        method=req.method, path=path, version=version_of(path, versions), roles=roles
     )
     if plan.empty:
         return None
     return rl.check(
         plan,
         caller=caller,
-        ip=request.remote_addr or "unknown",
+        ip=req.remote_addr or "unknown",
         roles=roles,
-        headers=request.headers,
+        headers=req.headers,
         gates=gates,
     )
 
 
 def _add_headers(response: Response) -> Response:
-    decision: Decision | None = g.get(_DECISION)
+    decision: Decision | None = request_globals().get(_DECISION)
     if decision is not None and decision.states:
         rejected = decision.rejected
         if rejected is not None and rejected.limit.unit != "requests":

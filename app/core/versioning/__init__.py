@@ -21,11 +21,11 @@ import re
 from datetime import UTC, datetime
 from typing import Final
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from app.core.config_store import current_snapshot
 from app.core.errors import ApiError, ErrorCode
+from app.core.request_context import current_request, request_globals
 from app.core.specs import Phase
 from app.core.versioning.lifecycle import Lifecycle, default_phases, evaluate
 from app.core.warnings import WarningLevel, warn
@@ -35,6 +35,9 @@ DEPRECATED_WARNING: Final = "VERSION_DEPRECATED"
 VERSIONED_PATH: Final = re.compile(r"^/v(?P<major>[0-9]{1,3})(?:/|$)")
 DOCUMENT_SUFFIX: Final = "/openapi.json"
 _G_KEY: Final = "api_lifecycle"
+CONFIG_STORE: Final = "config_store"  # app.core.config_store.EXTENSION
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # undeclared versions ignore the clock
+_UNDECLARED: dict[tuple[str, tuple[tuple[int, str], ...]], Lifecycle] = {}
 
 
 def served_versions(app: Flask | None = None) -> dict[int, str]:
@@ -106,48 +109,69 @@ def _exempt(path: str) -> bool:
 
 def apply_lifecycle() -> None:
     """before_request: resolve the version of the path and enforce its lifecycle."""
+    state = request_globals()
     # `g` outlives a request when an app context was already pushed (tests, CLI): start
     # clean so one request's version never leaks into the next.
-    g.pop(_G_KEY, None)
-    g.pop("api_version", None)
-    match = VERSIONED_PATH.match(request.path)
+    state.pop(_G_KEY, None)
+    state.pop("api_version", None)
+    req = current_request()
+    path = req.path
+    match = VERSIONED_PATH.match(path)
     if match is None:
         return
     major = int(match["major"])
-    served = served_versions()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    served = served_versions(app)
     version = served.get(major)
     if version is None:
-        if request.url_rule is None:
+        if req.url_rule is None:
             raise ApiError(
                 f"API version v{major} does not exist.",
                 code=ErrorCode.VERSION_UNKNOWN,
                 details={"served": [served[m] for m in sorted(served)]},
             )
         return  # a route outside the versioned API that happens to look like one
-    g.api_version = version
-    spec = current_snapshot().api_version(major)
-    life = evaluate(
-        spec,
-        version=version,
-        default_phase=default_phases(served)[major],
-        now=datetime.now(UTC),
-        successor_link=_successor_link(spec.successor, major) if spec and spec.successor else None,
-    )
-    setattr(g, _G_KEY, life)
+    state.api_version = version
+    spec = app.extensions[CONFIG_STORE].current().api_version(major)
+    if spec is None:
+        # Undeclared (the common case until an ApiVersion is applied): only the header.
+        life = _undeclared(version, served)
+    else:
+        life = evaluate(
+            spec,
+            version=version,
+            default_phase=default_phases(served)[major],
+            now=datetime.now(UTC),
+            successor_link=_successor_link(spec.successor, major) if spec.successor else None,
+        )
+    setattr(state, _G_KEY, life)
     if life.deprecated:
         _deprecation_warning(life)
-    if life.gone is not None and not _exempt(request.path):
+    if life.gone is not None and not _exempt(path):
         raise _refuse(life)
+
+
+def _undeclared(version: str, served: dict[int, str]) -> Lifecycle:
+    """The (immutable, cached) lifecycle of a served version no ApiVersion declares."""
+    key = (version, tuple(served.items()))
+    life = _UNDECLARED.get(key)
+    if life is None:
+        major = int(version.split(".")[0])
+        life = _UNDECLARED[key] = evaluate(
+            None, version=version, default_phase=default_phases(served)[major], now=_EPOCH
+        )
+    return life
 
 
 def add_headers(response: Response) -> Response:
     """after_request: lifecycle headers on every versioned response, errors included."""
-    life: Lifecycle | None = g.get(_G_KEY)
+    life: Lifecycle | None = request_globals().get(_G_KEY)
     if life is not None:
+        headers = response.headers
         for name, value in life.headers.items():
-            response.headers[name] = value
+            headers[name] = value
         for link in life.links:
-            response.headers.add("Link", link)
+            headers.add("Link", link)
     return response
 
 
