@@ -29,14 +29,18 @@ def build_provider(
     name: str,
     spec: AIProviderSpec,
     api_key: str | None,
-    client: httpx.Client | None,
+    transport: httpx.BaseTransport | None,
     connect_timeout: float,
 ) -> Provider:
-    """The provider object for `spec` (HTTP ones need `client`)."""
+    """The provider object for `spec` (HTTP ones need `transport`)."""
     if spec.type is ProviderType.ECHO:
         return EchoProvider(name=name, spec=spec)
-    assert client is not None, "HTTP providers need a client"
+    assert transport is not None, "HTTP providers need a transport"
     cls = _HTTP[spec.type]
     return cls(
-        name=name, spec=spec, api_key=api_key, client=client, connect_timeout=connect_timeout
+        name=name,
+        spec=spec,
+        api_key=api_key,
+        transport=transport,
+        connect_timeout=connect_timeout,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httpx
 
@@ -23,6 +23,7 @@ from app.core.specs.ai_provider import AIProviderSpec
 
 #: Longest error body read (and thrown away) before closing a failed response.
 MAX_ERROR_BODY = 64 * 1024
+USER_AGENT: Final = "structured-api-ai-gateway"
 
 
 class ProviderStream(Protocol):
@@ -120,7 +121,13 @@ class HttpStream:
 
 
 class HttpProvider:
-    """Base of the HTTP wire formats; subclasses say where, what and how to read it."""
+    """Base of the HTTP wire formats; subclasses say where, what and how to read it.
+
+    Calls go straight to the provider's pooled `httpx.HTTPTransport` (its public
+    `handle_request`), with the request built once per call from cached parts: see
+    `ClientPool` for why no `httpx.Client`. OpenTelemetry's httpx instrumentation wraps
+    exactly that method, so provider calls are still traced and carry `traceparent`.
+    """
 
     def __init__(
         self,
@@ -128,14 +135,19 @@ class HttpProvider:
         name: str,
         spec: AIProviderSpec,
         api_key: str | None,
-        client: httpx.Client,
+        transport: httpx.BaseTransport,
         connect_timeout: float,
     ) -> None:
         self.name = name
         self.spec = spec
         self._api_key = api_key
-        self.client = client
+        self.transport = transport
         self.connect_timeout = connect_timeout
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers = {
+            False: self._build_headers("application/json"),
+            True: self._build_headers("text/event-stream"),
+        }
 
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.name}>"
@@ -162,49 +174,68 @@ class HttpProvider:
         raise NotImplementedError
 
     # -- the calls -----------------------------------------------------------------------
-    def _headers(self, *, stream: bool) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream" if stream else "application/json"}
+    def _build_headers(self, accept: str) -> dict[str, str]:
+        headers = {
+            "Accept": accept,
+            "Accept-Encoding": "gzip, deflate",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if self._api_key:
             headers.update(self.auth_headers(self._api_key))
         return headers
 
-    def _timeout(self, timeout: float) -> httpx.Timeout:
+    def _timeout(self, timeout: float) -> dict[str, float]:
         read = max(0.001, min(float(self.spec.timeoutSeconds), timeout))
-        return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+        return {"connect": min(self.connect_timeout, read), "read": read, "write": read,
+                "pool": read}  # fmt: skip
+
+    def _request(self, request: ChatRequest, *, stream: bool, timeout: float) -> httpx.Request:
+        url = self.url(request)
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = httpx.URL(url)
+        content = json.dumps(
+            self.body(request, stream=stream), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        return httpx.Request(
+            "POST",
+            parsed,
+            headers=self._headers[stream],
+            content=content,
+            extensions={"timeout": self._timeout(timeout)},
+        )
+
+    def _send(self, http_request: httpx.Request) -> httpx.Response:
+        try:
+            response = self.transport.handle_request(http_request)
+        except httpx.HTTPError as exc:
+            raise failure_from_transport(self.name, exc) from None
+        response.request = http_request
+        return response
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
         """One non-streamed call."""
+        response = self._send(self._request(request, stream=False, timeout=timeout))
         try:
-            response = self.client.post(
-                self.url(request),
-                json=self.body(request, stream=False),
-                headers=self._headers(stream=False),
-                timeout=self._timeout(timeout),
-            )
-        except httpx.HTTPError as exc:
-            raise failure_from_transport(self.name, exc) from None
-        failure = failure_from_status(self.name, response.status_code, response.headers)
-        if failure is not None:
-            raise failure
+            failure = failure_from_status(self.name, response.status_code, response.headers)
+            if failure is not None:
+                raise failure
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise failure_from_transport(self.name, exc) from None
+        finally:
+            response.close()
         try:
-            payload = response.json()
+            payload = json.loads(response.content)
         except ValueError:
             raise bad_response(self.name, "body is not JSON") from None
         return self.parse(payload)
 
     def stream(self, request: ChatRequest, *, timeout: float) -> HttpStream:
         """Open a streamed call; the status is checked before returning."""
-        req = self.client.build_request(
-            "POST",
-            self.url(request),
-            json=self.body(request, stream=True),
-            headers=self._headers(stream=True),
-            timeout=self._timeout(timeout),
-        )
-        try:
-            response = self.client.send(req, stream=True)
-        except httpx.HTTPError as exc:
-            raise failure_from_transport(self.name, exc) from None
+        response = self._send(self._request(request, stream=True, timeout=timeout))
         failure = failure_from_status(self.name, response.status_code, response.headers)
         if failure is not None:
             response.close()
