@@ -298,6 +298,13 @@ class Settings(BaseSettings):
     ai_history_retention_days: int = Field(
         default=30, ge=1, le=3650, description="Days generation records are kept"
     )
+    ai_history_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Seconds after which history records a stopped process was writing are "
+        "queued again (and how often beat sweeps the history queue)",
+    )
     job_max_retries: int = Field(
         default=3, ge=0, le=20, description="Retries of a failing AI job before dead letter"
     )

@@ -14,6 +14,7 @@ cut ones what reached the client, never $0 (LiteLLM#37923).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
@@ -29,6 +30,7 @@ from app.core.ai import (
     Generation,
     Message,
     Usage,
+    history_queue,
 )
 from app.core.ai.tokens import reservation_for
 from app.core.auth.caller import Caller
@@ -141,10 +143,9 @@ class Call:
             settle(self.reservation, used)
             self.reservation = None
 
-    def record_failure(self, session: Session, error: ApiError, *, stream: bool = False) -> None:
-        """History row for a call no provider answered."""
-        ai_history.record(
-            session=session,
+    def failure_row(self, error: ApiError, *, stream: bool = False) -> dict[str, Any]:
+        """History row of a call no provider answered."""
+        return ai_history.row(
             settings=self.settings,
             owner=owner_of(self.caller),
             model=self.request.model,
@@ -161,15 +162,13 @@ class Call:
         )
 
 
-def record_success(*, call: Call, result: Generation, session: Session) -> GenerationPublic:
-    """Add the history row of an answered call to `session` (no commit, no settling)."""
+def success_row(*, call: Call, result: Generation) -> tuple[dict[str, Any], GenerationPublic]:
+    """History row and public answer of an answered call (adds the envelope warnings)."""
     usage = result.completion.usage
     assert usage is not None
-    cost = result.price.cost(usage.input_tokens, usage.output_tokens)
     attempts = [f.describe() for f in result.failures]
     latency_ms = round(result.latency * 1000)
-    row_id = ai_history.record(
-        session=session,
+    values = ai_history.row(
         settings=call.settings,
         owner=owner_of(call.caller),
         model=result.model,
@@ -180,7 +179,7 @@ def record_success(*, call: Call, result: Generation, session: Session) -> Gener
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         estimated=usage.estimated,
-        cost=cost,
+        cost=result.cost,
         latency_ms=latency_ms,
         attempts=attempts,
         job_id=call.job_id,
@@ -188,17 +187,28 @@ def record_success(*, call: Call, result: Generation, session: Session) -> Gener
         trace_id=current_trace_id(),
     )
     warn_about(usage, attempts)
-    return GenerationPublic(
-        id=row_id,
+    public = GenerationPublic(
+        id=values["id"],
         provider=result.provider,
         model=result.model,
         text=result.completion.text,
         finish_reason=result.completion.finish_reason,
         usage=usage_public(usage),
-        cost_usd=format_cost(cost),
+        cost_usd=format_cost(result.cost),
         latency_ms=latency_ms,
         attempts=attempts,
     )
+    return values, public
+
+
+def record_success(*, call: Call, result: Generation, session: Session) -> GenerationPublic:
+    """Add the history row of an answered call to `session` (no commit, no settling).
+
+    For jobs: their row is written in the job's own transaction, with its result.
+    """
+    values, public = success_row(call=call, result=result)
+    ai_history.insert_rows(session, [values])
+    return public
 
 
 def complete(call: Call) -> Generation:
@@ -206,27 +216,26 @@ def complete(call: Call) -> Generation:
     result = call.gateway.complete(call.request, call.candidates)
     usage = result.completion.usage
     assert usage is not None
-    count_usage(
-        result.provider,
-        result.model,
-        usage,
-        result.price.cost(usage.input_tokens, usage.output_tokens),
-    )
+    count_usage(result.provider, result.model, usage, result.cost)
     return result
 
 
-def generate(*, call: Call, session: Session) -> GenerationPublic:
-    """One non-streamed generation: reserve, call, record, commit, settle."""
+def generate(*, call: Call, session: Callable[[], Session]) -> GenerationPublic:
+    """One non-streamed generation: reserve, call, queue the history row, settle.
+
+    The row goes to the history journal (one Redis round trip; written to PostgreSQL
+    by the drainer thread after the answer, app/core/ai/history_queue.py); `session()`
+    is only opened when Redis cannot take it.
+    """
     call.reserve()
     try:
         result = complete(call)
     except ApiError as error:
         call.settle(0)
-        call.record_failure(session, error)
-        session.commit()
+        history_queue.submit(values=call.failure_row(error), session=session)
         raise
-    public = record_success(call=call, result=result, session=session)
-    session.commit()
+    values, public = success_row(call=call, result=result)
+    history_queue.submit(values=values, session=session)
     call.settle(public.usage.total_tokens)
     return public
 

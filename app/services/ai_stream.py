@@ -4,8 +4,9 @@ Events sent to the client: `start` (id, provider, model), `delta` (text), then `
 (usage, cost) or `error` (code). Whatever ends the stream (the provider finishing, the
 provider failing, or the client going away, which the WSGI server reports by closing
 this generator) the `finally` block closes the upstream connection, settles the budget
-and writes one history row: a completed stream with the provider's usage, a cut one
-with the tokens of what the client actually received (marked estimated).
+and queues one history row (the journal, as for sync calls): a completed stream with
+the provider's usage, a cut one with the tokens of what the client actually received
+(marked estimated).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.core.ai import OpenStream, ProviderFailure, Usage
+from app.core.ai import OpenStream, ProviderFailure, Usage, history_queue
 from app.core.ai.errors import to_api_error
 from app.core.ai.sse import format_event
 from app.core.ai.tokens import merge_usage
@@ -67,6 +68,8 @@ class GenerationStream:
         self.id = uuid.uuid4()
         self.request_id = request_id_of()
         self.trace_id = current_trace_id()
+        # Taken now: the generator's `finally` may run after the app context is gone.
+        self.journal = history_queue.journal()
 
     def sse(self) -> Iterator[bytes]:
         """Our events: `start`, `delta`..., then `done` (or `error`)."""
@@ -146,32 +149,34 @@ class GenerationStream:
         if state.outcome == OUTCOME_CANCELLED:
             outcome_label = "cancelled"
         metrics.AI_REQUESTS.labels(opened.provider, opened.model, outcome_label).inc()
+        values = ai_history.row(
+            settings=call.settings,
+            owner=owner_of(call.caller),
+            model=opened.model,
+            provider=opened.provider,
+            outcome=state.outcome,
+            prompt=call.request.prompt_text,
+            response=state.text,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            estimated=usage.estimated,
+            cost=cost,
+            latency_ms=round(latency * 1000),
+            ttft_ms=round(state.ttft * 1000) if state.ttft is not None else None,
+            stream=True,
+            error_code=to_api_error([state.error], model=opened.model).code.value
+            if state.error
+            else None,
+            attempts=[f.describe() for f in opened.failures],
+            request_id=self.request_id,
+            trace_id=self.trace_id,
+            row_id=self.id,
+        )
+        if self.journal.push(history_queue.encode(values)):
+            return
         session: Session = self.session_factory()
         try:
-            ai_history.record(
-                session=session,
-                settings=call.settings,
-                owner=owner_of(call.caller),
-                model=opened.model,
-                provider=opened.provider,
-                outcome=state.outcome,
-                prompt=call.request.prompt_text,
-                response=state.text,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                estimated=usage.estimated,
-                cost=cost,
-                latency_ms=round(latency * 1000),
-                ttft_ms=round(state.ttft * 1000) if state.ttft is not None else None,
-                stream=True,
-                error_code=to_api_error([state.error], model=opened.model).code.value
-                if state.error
-                else None,
-                attempts=[f.describe() for f in opened.failures],
-                request_id=self.request_id,
-                trace_id=self.trace_id,
-                row_id=self.id,
-            )
+            ai_history.insert_rows(session, [values])
             session.commit()
         finally:
             session.close()
@@ -184,8 +189,7 @@ def open_stream(*, call: Call, session: Session, session_factory: Any) -> Genera
         opened = call.gateway.open_stream(call.request, call.candidates)
     except ApiError as error:
         call.settle(0)
-        call.record_failure(session, error, stream=True)
-        session.commit()
+        history_queue.submit(values=call.failure_row(error, stream=True), session=session)
         raise
     except BaseException:
         call.settle(0)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
 from app.config import Settings
+from app.core.ai import history_queue
+from app.core.db import SESSION_FACTORY
 from tests.ai.support import Sim, run_sim
 
 
@@ -71,3 +75,27 @@ def settings(database_url: str, redis_url: str) -> Settings:
         ai_breaker_open_seconds=1.0,
         ai_request_deadline=10.0,
     )
+
+
+@pytest.fixture(autouse=True)
+def _history_in_the_test_transaction(request: pytest.FixtureRequest) -> None:
+    """In-process apps write their history rows inside the per-test transaction.
+
+    The drainer thread would commit them on its own connection, outside the transaction
+    rolled back after the test; so no thread here, and tests call `written(app)` (a
+    foreground drain of the same journal) before reading history. The thread itself is
+    tested against real processes in test_history_durability.py.
+    """
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    journal = history_queue.journal(app)
+    journal.background = False
+
+    @contextlib.contextmanager
+    def begin() -> Iterator[Connection]:
+        with app.extensions[SESSION_FACTORY]() as session:  # a savepoint of the test's
+            yield session.connection()
+            session.commit()
+
+    journal.write = history_queue.Writer(begin)

@@ -14,6 +14,7 @@ import httpx
 from flask import Flask
 from sqlmodel import Session
 
+from app.core.ai import history_queue
 from app.core.auth import auth_state
 from app.core.auth.tokens import issue_access_token
 from app.core.config_store import config_store
@@ -179,3 +180,8 @@ def sse_events(raw: str) -> list[tuple[str, dict[str, Any]]]:
         if data:
             out.append((name, json.loads(data)))
     return out
+
+
+def written(app: Flask) -> int:
+    """Write the history rows `app` queued (in the test's transaction); how many."""
+    return history_queue.journal(app).drain()

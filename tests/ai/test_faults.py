@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
 from app.models.ai import AIGeneration
-from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events
+from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events, written
 
 KEY = "sk-fault-0123456789abcdef"
 
@@ -150,6 +150,7 @@ def test_missing_usage_is_estimated_marked_and_warned(
     usage = body["data"]["usage"]
     assert usage["estimated"] is True and usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     assert "AI_USAGE_ESTIMATED" in [w["code"] for w in body["warnings"]]
+    written(current_app)
     row = session.exec(select(AIGeneration).where(AIGeneration.id == body["data"]["id"])).one()
     assert row.tokens_estimated
 
@@ -188,6 +189,7 @@ def test_a_truncated_stream_ends_with_an_error_event_and_an_error_record(
     assert events[-1][0] == "error"
     assert events[-1][1]["code"] == "AI_PROVIDER_ERROR"
     assert events[-1][1]["reason"] == "truncated"
+    written(current_app)
     row = session.exec(select(AIGeneration).where(AIGeneration.stream)).one()
     assert row.outcome == "error" and row.tokens_estimated
     # Charged for what was delivered: at least a token per chunk, ~4 characters a token.

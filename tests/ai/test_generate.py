@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
 from app.models.ai import AIGeneration
-from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events
+from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events, written
 
 KEY = "sk-sim-0123456789abcdef"
 WIRE_FORMATS = ["OpenAICompatible", "OpenAI", "AzureOpenAI", "Anthropic"]
@@ -46,6 +46,7 @@ def test_generate_returns_the_providers_answer_with_usage_and_cost(
     received = sim.requests()
     assert len(received) == 1
     assert received[0]["key_sha256"] == hashlib.sha256(KEY.encode()).hexdigest()
+    assert written(app) == 1
     row = session.exec(select(AIGeneration).where(AIGeneration.id == data["id"])).one()
     assert (row.outcome, row.provider, row.input_tokens, row.output_tokens) == (
         "success", "primary", 3, 4,
@@ -75,6 +76,7 @@ def test_stream_sends_start_deltas_and_done_with_usage_and_a_nonzero_cost(
     assert done["usage"]["input_tokens"] == 4 and done["usage"]["output_tokens"] == 5
     assert done["usage"]["estimated"] is False
     assert Decimal(done["cost_usd"]) > 0  # a streamed call is never recorded as $0
+    assert written(app) == 1
     row = session.exec(select(AIGeneration).where(AIGeneration.id == done["id"])).one()
     assert row.stream and row.outcome == "success" and row.cost_usd > 0
     assert row.ttft_ms is not None

@@ -11,10 +11,12 @@ from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
 from app.config import Settings
+from app.core.ai import history_queue
 from app.models.ai import AIGeneration
 from app.models.base import utcnow
+from app.models.jobs import DeadLetter
 from app.services import ai_history
-from tests.ai.support import Sim, bearer, install_provider, provider_spec
+from tests.ai.support import Sim, bearer, install_provider, provider_spec, written
 
 KEY = "sk-history-0123456789abcdef"
 SENSITIVE = "mail bob@example.com card 4111 1111 1111 1111 key sk-abcdefghijklmnop ok"
@@ -34,6 +36,7 @@ def generate(client: FlaskClient, user: str, **body: object) -> None:
 
 
 def history(client: FlaskClient, user: str, query: str = "") -> dict:  # type: ignore[type-arg]
+    written(client.application)  # history is written behind the answers (docs/ai.md)
     response = client.get(f"/v1/ai/history{query}", headers=bearer(user))
     assert response.status_code == 200, response.json
     data: dict = response.json["data"]  # type: ignore[type-arg,index]
@@ -132,6 +135,7 @@ def test_records_older_than_the_retention_are_purged(
     user = str(uuid.uuid4())
     generate(client, user, prompt="old")
     generate(client, user, prompt="new")
+    written(client.application)
     old = session.exec(select(AIGeneration).where(AIGeneration.response == "echo: old")).one()
     old.created_at = utcnow() - timedelta(days=31)
     session.add(old)
@@ -141,3 +145,29 @@ def test_records_older_than_the_retention_are_purged(
 
     assert removed == 1
     assert [r["response"] for r in history(client, user)["data"]] == ["echo: new"]
+
+
+def test_a_row_postgresql_refuses_goes_to_the_dead_letter_store_and_the_rest_are_written(
+    app: Flask, session: Session
+) -> None:
+    journal = history_queue.journal(app)
+    owner = ai_history.Owner(owner="user:dl", user_id="dl", api_key_id=None)
+    rows = [
+        ai_history.row(settings=app.extensions["settings"], owner=owner, model="m",
+                       provider="p", outcome="success", prompt=f"p{i}", response="r")
+        for i in range(3)
+    ]  # fmt: skip
+    rows[1]["outcome"] = "exploded"  # violates ck_ai_generation_outcome
+    for values in rows:
+        assert journal.push(history_queue.encode(values))
+
+    assert written(app) == 3
+
+    stored = session.exec(select(AIGeneration).where(AIGeneration.user_id == "dl")).all()
+    assert sorted(r.prompt or "" for r in stored) == ["p0", "p2"]
+    letter = session.exec(
+        select(DeadLetter).where(DeadLetter.task_name == history_queue.WRITE_TASK)
+    ).one()
+    assert letter.subject == f"ai_generation:{rows[1]['id']}"
+    assert letter.task_args == [history_queue.encode(rows[1])]  # replay writes it again
+    assert journal.backlog() == 0

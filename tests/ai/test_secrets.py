@@ -17,7 +17,7 @@ from app.core.config_store import config_store
 from app.core.crypto import keyring
 from app.services import ai_credentials
 from app.services.config import Source
-from tests.ai.support import Sim, bearer, provider_spec
+from tests.ai.support import Sim, bearer, provider_spec, written
 
 KEY = "sk-live-SECRET-4f9c2a7e1b3d5f60"
 NEW_KEY = "sk-live-ROTATED-0a1b2c3d4e5f6a7b"
@@ -71,6 +71,7 @@ def test_a_key_set_through_the_admin_api_is_used_but_never_shown_logged_or_store
     for response in (stored, shown, snapshot, answer):
         assert KEY not in response.get_data(as_text=True)
     # Never in the database in clear: not in the provider row, not in the audit trail.
+    assert written(app) == 1
     for table in ("config_object", "config_audit", "ai_generation"):
         dump = session.execute(text(f"SELECT CAST(t AS text) FROM {table} t")).scalars().all()
         assert dump and not any(KEY in row for row in dump), table

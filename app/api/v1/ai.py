@@ -59,7 +59,7 @@ def generate(body: GenerateBody) -> Response:
     """Generate text for the caller."""
     call = _call(body, ai_service.GENERATE_PATH)
     if not body.stream:
-        return ok(ai_service.generate(call=call, session=get_session()))
+        return ok(ai_service.generate(call=call, session=get_session))
     stream = open_stream(
         call=call,
         session=get_session(),

@@ -48,6 +48,11 @@ def init_app(app: Flask, settings: Settings) -> Gateway:
     if limiter is not None:
         gw.limits_store = limiter.store
     app.extensions[EXTENSION] = gw
+    celery_app = app.extensions.get("celery")
+    if celery_app is not None:
+        from app.core.ai import tasks
+
+        tasks.schedule(celery_app, settings)
     return gw
 
 

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 from typing import Final
 
 from app.config import Settings
@@ -60,6 +62,13 @@ class Generation:
     completion: Completion
     latency: float
     failures: list[ProviderFailure] = field(default_factory=list)
+
+    @cached_property
+    def cost(self) -> Decimal:
+        """Cost of the call's usage at the model's prices."""
+        usage = self.completion.usage
+        assert usage is not None
+        return self.price.cost(usage.input_tokens, usage.output_tokens)
 
 
 @dataclass
