@@ -57,15 +57,24 @@ def envelope(
         "message": message,
         "data": data,
         "error": error,
-        "warnings": current_warnings().to_list(),
+        "warnings": _warnings_json(),
         "meta": meta(),
     }
 
 
+def _warnings_json() -> list[dict[str, Any]]:
+    # Most requests warn about nothing: no collector is created just to say so.
+    if has_request_context() and request_globals().get("warnings") is None:
+        return []
+    return current_warnings().to_list()
+
+
 def json_response(body: dict[str, Any], status: int = 200, headers: Any = None) -> Response:
     """Serialise an envelope into a Flask response."""
+    # `content_type`, not `mimetype`: JSON has no charset parameter (RFC 8259 section 11),
+    # and werkzeug then skips working one out per response.
     response = current_app.response_class(
-        dumps(body), status=status, mimetype=JSON_MIMETYPE, headers=headers
+        dumps(body), status=status, content_type=JSON_MIMETYPE, headers=headers
     )
     return response
 

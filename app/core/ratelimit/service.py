@@ -127,6 +127,7 @@ class RateLimiter:
         self._matcher: Matcher | None = None
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, str, str], Any] = {}
+        self._timers: dict[str, Any] = {}
         self._extensions: dict[str, Any] | None = None
 
     # -- policies ----------------------------------------------------------------------
@@ -170,6 +171,12 @@ class RateLimiter:
             return self._matcher
 
     # -- checks ------------------------------------------------------------------------
+
+    def _timer(self, outcome: str) -> Any:
+        child = self._timers.get(outcome)
+        if child is None:
+            child = self._timers[outcome] = metrics.RATELIMIT_CHECK_DURATION.labels(outcome)
+        return child
 
     def _count(self, rule: CompiledRule, outcome: str) -> None:
         key = (rule.policy, rule.name, outcome)
@@ -235,7 +242,7 @@ class RateLimiter:
 
     def _degraded(self, plan: Plan, started: float) -> Decision:
         outcome = "fail_closed" if plan.fail_closed else "fail_open"
-        metrics.RATELIMIT_CHECK_DURATION.labels(outcome).observe(time.perf_counter() - started)
+        self._timer(outcome).observe(time.perf_counter() - started)
         for rule in plan.enforced:
             self._count(rule, outcome)
         return Decision(
@@ -259,7 +266,7 @@ class RateLimiter:
             elif not conforms:
                 failed_shadow.add((rule.policy, rule.name))
         outcome = "allowed" if rejected is None else "rejected"
-        metrics.RATELIMIT_CHECK_DURATION.labels(outcome).observe(time.perf_counter() - started)
+        self._timer(outcome).observe(time.perf_counter() - started)
         for rule in plan.enforced:
             if rejected is None:
                 self._count(rule, "allowed")
