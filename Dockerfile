@@ -52,6 +52,9 @@ COPY --from=build /opt/venv /opt/venv
 COPY alembic.ini ./
 COPY migrations ./migrations
 USER 10001:10001
-EXPOSE 8000
+# 8000: the API (gunicorn workers). 9808: METRICS_PORT, Prometheus metrics of every role
+# (for the api the gunicorn master sums its workers, app/gunicorn_conf.py `when_ready`);
+# it binds METRICS_ADDRESS, 127.0.0.1 unless set (the chart sets 0.0.0.0).
+EXPOSE 8000 9808
 # Exec form: the process is PID 1 and receives SIGTERM itself (graceful shutdown).
 CMD ["gunicorn", "-c", "python:app.gunicorn_conf", "app.wsgi:application"]

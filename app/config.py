@@ -85,7 +85,7 @@ class Settings(BaseSettings):
 
     # Observability (issue 7, docs/observability.md).
     metrics_enabled: bool = Field(
-        default=True, description="Record Prometheus metrics and serve GET /metrics"
+        default=True, description="Record Prometheus metrics and serve them on METRICS_PORT"
     )
     prometheus_multiproc_dir: str | None = Field(
         default=None,
@@ -93,10 +93,19 @@ class Settings(BaseSettings):
         "wiped at start); read by prometheus-client itself at import",
     )
     metrics_port: int = Field(
-        default=9808, ge=0, le=65535, description="Metrics port of worker and operator processes"
+        default=9808,
+        ge=0,
+        le=65535,
+        description="Metrics port of every process: api (served by the gunicorn master for all "
+        "its workers), worker and operator",
     )
     metrics_address: str = Field(
         default="127.0.0.1", description="Bind address of that metrics port (0.0.0.0 in pods)"
+    )
+    metrics_on_api_port: bool = Field(
+        default=False,
+        description="Also serve GET /metrics on the API port; off, an Ingress routing / to the "
+        "api cannot expose it (scrape METRICS_PORT instead)",
     )
     tracing_enabled: bool = Field(
         default=False,

@@ -2,9 +2,14 @@
 
 Timeouts are chosen to fit the chart: preStop sleep 5 s + graceful_timeout 20 s stay
 below terminationGracePeriodSeconds 30 s.
+
+The master also serves the Prometheus scrape endpoint of the whole pod on
+`METRICS_PORT` (`when_ready`), not on the API port: an Ingress that routes `/` to the
+api Service never reaches it (issue 7, docs/observability.md).
 """
 
 import os
+from typing import Any, Final
 
 bind = os.environ.get("GUNICORN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -45,8 +50,66 @@ def on_starting(_server: object) -> None:
         stale.unlink(missing_ok=True)
 
 
-def post_fork(_server: object, _worker: object) -> None:
-    """Build this worker's tracer provider after the fork (BatchSpanProcessor owns a thread)."""
+#: Attribute of gunicorn's arbiter that keeps the metrics server: a SIGHUP re-executes
+#: this file (new module globals) but runs `when_ready` only once, at start.
+_METRICS_HTTPD: Final = "sapi_metrics_httpd"
+
+
+def when_ready(server: Any) -> None:
+    """Serve every worker's metrics, merged, on METRICS_PORT from the master.
+
+    prometheus-client multiprocess docs: a registry that holds nothing but a
+    `MultiProcessCollector` reads every process's files at each scrape. The master
+    records no metric itself, outlives its workers and serves no API traffic, so one
+    scrape of this port answers for the pod while the API port has no `/metrics` at all
+    (unless METRICS_ON_API_PORT). It starts before the first fork; workers close their
+    inherited copy of the listening socket in `post_fork`.
+    """
+    from app.config import Settings
+
+    settings = Settings()
+    if not settings.metrics_enabled:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    # Nothing else registers here: a metric in this registry would be exported twice.
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+        registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    )
+    try:
+        httpd, _thread = start_http_server(
+            settings.metrics_port, addr=settings.metrics_address, registry=registry
+        )
+    except OSError as exc:
+        # As in the Celery worker: a busy port must not stop the API; the scrape target
+        # shows as down instead.
+        server.log.error(
+            "api metrics server not started on %s:%d: %s",
+            settings.metrics_address,
+            settings.metrics_port,
+            exc,
+        )
+        return
+    setattr(server, _METRICS_HTTPD, httpd)
+    server.log.info(
+        "metrics of every worker on http://%s:%d/metrics",
+        settings.metrics_address,
+        httpd.server_port,
+    )
+
+
+def post_fork(server: object, _worker: object) -> None:
+    """Close the master's metrics socket, then build this worker's tracer provider.
+
+    Only the master accepts on that socket; a worker keeping it open would keep the port
+    bound (connections queued, never answered) if the master died before it.
+    The tracer provider is built after the fork: BatchSpanProcessor owns a thread.
+    """
+    httpd = getattr(server, _METRICS_HTTPD, None)
+    if httpd is not None:
+        httpd.socket.close()
+
     from app.config import Settings
     from app.core.observability import tracing
 

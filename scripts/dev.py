@@ -5,7 +5,9 @@ Usage: `make dev` (or `uv run python scripts/dev.py`). Ctrl-C stops everything.
 - APP_ENV defaults to `development`.
 - DATABASE_URL / REDIS_URL unset: PostgreSQL / Redis start from the wheels in the venv, with
   data under .dev/ (ports DEV_POSTGRES_PORT=55432 / DEV_REDIS_PORT=56379 when free).
-- PORT (default 8000) is the api port on 127.0.0.1.
+- PORT (default 8000) is the api port on 127.0.0.1; the gunicorn master serves the api's
+  metrics on API_METRICS_PORT (default 9809), since the worker keeps METRICS_PORT (9808).
+  /metrics on the api port is off as in production; METRICS_ON_API_PORT=true turns it on.
 - AI_SIM=1 also starts the AI provider simulator (scripts/provider_sim) on AI_SIM_PORT
   (default 9100), for an AIProvider with baseURL http://127.0.0.1:9100/v1.
 - DEV_STOP_GRACE (default 20) is how many seconds children get to stop before SIGKILL; a
@@ -107,7 +109,7 @@ def _run(
         raise Stop(f"port {port} is in use; free it or set PORT")
     # The api gets the Prometheus multiprocess dir, wiped per run: stale files from dead
     # workers slow every scrape (prometheus/client_python#367).
-    api_env = {}
+    api_env = {"METRICS_PORT": str(_api_metrics_port())}
     if "PROMETHEUS_MULTIPROC_DIR" not in env:
         metrics_dir = DEV_DIR / "prometheus-multiproc"
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -262,14 +264,24 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
+def _api_metrics_port() -> int:
+    """Where the gunicorn master serves the api's metrics (the worker has METRICS_PORT)."""
+    return int(os.environ.get("API_METRICS_PORT", "9809"))
+
+
 def _table(env: dict[str, str], port: int, servers: list[ManagedServer], api_up: bool) -> str:
     base = f"http://{LOOPBACK}:{port}"
+    worker_metrics = int(env.get("METRICS_PORT", "9808"))
     owned = {s.name: s for s in servers}
     logs = ", ".join(_rel(LOG_DIR / f"{n}.log") for n in ("api", "worker", "beat", "alembic"))
     rows = [
         ("API", base + ("" if api_up else "  (not answering yet, see the api log)")),
         ("Docs", f"{base}/docs"),
-        ("Metrics", f"{base}/metrics"),
+        (
+            "Metrics",
+            f"http://{LOOPBACK}:{_api_metrics_port()}/metrics (api)  "
+            f"http://{LOOPBACK}:{worker_metrics}/metrics (worker)",
+        ),
         ("Probes", f"{base}/livez  {base}/readyz"),
         ("PostgreSQL", _without_password(env["DATABASE_URL"]) + _origin(owned.get("postgres"))),
         ("Redis", _without_password(env["REDIS_URL"]) + _origin(owned.get("redis"))),

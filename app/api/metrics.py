@@ -1,4 +1,9 @@
-"""`GET /metrics`: Prometheus text for every gunicorn worker of this pod at once."""
+"""`GET /metrics` on the API port, only with METRICS_ON_API_PORT (off by default).
+
+The scrape endpoint proper is the gunicorn master's METRICS_PORT (app/gunicorn_conf.py),
+which an Ingress routing `/` to the api Service cannot reach (issue 7). This blueprint
+is for installs that cannot scrape a second port, e.g. `flask run` without gunicorn.
+"""
 
 from __future__ import annotations
 

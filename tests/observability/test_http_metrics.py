@@ -1,13 +1,18 @@
-"""HTTP metrics: bounded labels (route templates), the /metrics endpoint and the off switch."""
+"""HTTP metrics: bounded labels (route templates), the /metrics endpoint and the off switch.
+
+The scrape port of a gunicorn pod is tested in test_gunicorn_multiprocess.py; here the
+in-app `/metrics`, which exists only with METRICS_ON_API_PORT (issue 7).
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
@@ -34,7 +39,7 @@ def test_requests_are_counted_by_route_template_not_raw_path(client: FlaskClient
         assert client.get(f"/v1/notes/{note_id}").status_code == 404
 
     assert requests_total(NOTE_ROUTE, "GET", "404", "1.0") == before + 3
-    exposition = client.get("/metrics").get_data(as_text=True)
+    exposition = generate_latest(REGISTRY).decode()
     assert not any(note_id in exposition for note_id in ids)
 
 
@@ -87,7 +92,17 @@ def test_warnings_in_the_envelope_are_counted_by_code(app: Flask, client: FlaskC
     assert sample("sapi_warnings_total", code="OBS_TEST_WARNING", level="WARN") == before + 1
 
 
-def test_metrics_endpoint_serves_prometheus_text(client: FlaskClient) -> None:
+@pytest.fixture
+def metrics_on_api_port(settings: Settings) -> Iterator[Flask]:
+    """An app that also serves GET /metrics on its own port (METRICS_ON_API_PORT=true)."""
+    application = create_app(settings.model_copy(update={"metrics_on_api_port": True}))
+    yield application
+    application.extensions["config_store"].stop()
+    application.extensions["db"].dispose()
+
+
+def test_metrics_endpoint_serves_prometheus_text_when_asked(metrics_on_api_port: Flask) -> None:
+    client = metrics_on_api_port.test_client()
     client.get("/livez")
 
     response = client.get("/metrics")
@@ -96,6 +111,20 @@ def test_metrics_endpoint_serves_prometheus_text(client: FlaskClient) -> None:
     assert response.content_type.startswith("text/plain; version=0.0.4")
     families = {f.name for f in text_string_to_metric_families(response.get_data(as_text=True))}
     assert {"sapi_http_requests", "sapi_http_request_duration_seconds"} <= families
+
+
+def test_metrics_are_recorded_but_not_served_on_the_api_port_by_default(
+    settings: Settings, client: FlaskClient
+) -> None:
+    before = requests_total("/livez", "GET", "200", "none")
+
+    assert client.get("/livez").status_code == 200
+    response = client.get("/metrics")
+
+    assert settings.metrics_on_api_port is False
+    assert response.status_code == 404
+    assert response.json is not None and response.json["error"]["code"] == "RES_NOT_FOUND"
+    assert requests_total("/livez", "GET", "200", "none") == before + 1
 
 
 def test_metrics_disabled_registers_neither_hooks_nor_endpoint(settings: Settings) -> None:

@@ -47,9 +47,13 @@ def with_db(url: str, db: int) -> str:
 
 @pytest.fixture
 def traced_settings(settings: Settings) -> Settings:
-    """The test settings with tracing on (sampling everything)."""
+    """The test settings with tracing on (sampling everything) and the in-app /metrics."""
     return settings.model_copy(
-        update={"tracing_enabled": True, "otel_traces_sampler": "parentbased_always_on"}
+        update={
+            "tracing_enabled": True,
+            "otel_traces_sampler": "parentbased_always_on",
+            "metrics_on_api_port": True,
+        }
     )
 
 

@@ -33,9 +33,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     }
     if settings.metrics_enabled:
         _install_http_metrics(app)
-        from app.api.metrics import bp
+        if settings.metrics_on_api_port:  # else gunicorn's master serves METRICS_PORT (issue 7)
+            from app.api.metrics import bp
 
-        app.register_blueprint(bp)
+            app.register_blueprint(bp)
     if settings.tracing_enabled:
         from app.core.observability import tracing
 
