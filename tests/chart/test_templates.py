@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,23 @@ ALL = CHART / "ci" / "all-features-values.yaml"
 EXISTING = CHART / "ci" / "existing-secrets-values.yaml"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+METRICS_SERVICE = "-api-metrics"
+#: networkPolicy.metricsFrom / apiFrom of ci/all-features-values.yaml.
+MONITORING = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+INGRESS_CONTROLLER = [
+    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+]
+
+
+def api_service(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The api Service (the one the Ingress routes to), not the headless metrics Service."""
+    (found,) = [s for s in find(docs, "Service") if s not in find(docs, "Service", METRICS_SERVICE)]
+    return found
+
+
+def port_names(ports: list[dict[str, Any]]) -> list[str]:
+    """Names of a container's or a Service's ports."""
+    return [p["name"] for p in ports]
 
 
 # --- ingress ----------------------------------------------------------------------------
@@ -26,7 +44,7 @@ def test_ingress_is_off_by_default() -> None:
 def test_ingress_routes_hosts_to_the_api_service_with_tls() -> None:
     docs = render(values=[ALL])
     ingress = one(docs, "Ingress")
-    service = one(docs, "Service")
+    service = api_service(docs)
 
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [
@@ -51,13 +69,78 @@ def test_monitoring_objects_carry_the_selector_labels_of_kube_prometheus_stack()
     docs = render(values=[ALL])
     for kind in MONITORING_KINDS:
         assert one(docs, kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    monitor = one(docs, "ServiceMonitor")
-    service = one(docs, "Service")
-    selector = monitor["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
-    assert {"port": "http", "path": "/metrics"}.items() <= monitor["spec"]["endpoints"][0].items()
     pod_monitor = one(docs, "PodMonitor")
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+def test_service_monitor_scrapes_the_api_metrics_port_through_the_headless_service() -> None:
+    docs = render(values=[ALL])
+    monitor = one(docs, "ServiceMonitor")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    selected = [
+        s for s in find(docs, "Service") if selector.items() <= s["metadata"]["labels"].items()
+    ]
+
+    assert {"port": "metrics", "path": "/metrics"}.items() <= endpoint.items()
+    # Of the Services it selects, only the headless metrics Service has a `metrics` port,
+    # so Prometheus Operator makes targets of that one only.
+    assert [
+        s["metadata"]["name"] for s in selected if "metrics" in port_names(s["spec"]["ports"])
+    ] == [one(docs, "Service", METRICS_SERVICE)["metadata"]["name"]]
+    assert one(docs, "Service", METRICS_SERVICE)["spec"]["clusterIP"] == "None"
+
+
+@pytest.mark.parametrize("values", [[], [ALL]], ids=["default", "all-features"])
+def test_api_metrics_port_is_on_the_pods_but_not_on_the_api_service_or_the_ingress(
+    values: list[Path],
+) -> None:
+    docs = render(values=values)
+    api = containers(one(docs, "Deployment", "-api"))[0]
+    metrics_service = one(docs, "Service", METRICS_SERVICE)
+
+    assert port_names(api["ports"]) == ["http", "metrics"]
+    assert api["ports"][1]["containerPort"] == 9808
+    assert port_names(api_service(docs)["spec"]["ports"]) == ["http"]
+    assert metrics_service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9808, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert metrics_service["spec"]["selector"] == api_service(docs)["spec"]["selector"]
+    backends = [
+        path["backend"]["service"]
+        for ingress in find(docs, "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert all(
+        b == {"name": api_service(docs)["metadata"]["name"], "port": {"name": "http"}}
+        for b in backends
+    )
+
+
+@pytest.mark.parametrize(("on_api_port", "expected"), [(None, "false"), ("true", "true")])
+def test_metrics_on_the_api_port_is_off_unless_asked(
+    on_api_port: str | None, expected: str
+) -> None:
+    set_values = [f"metrics.onApiPort={on_api_port}"] if on_api_port else []
+
+    config = one(render(set_values=set_values), "ConfigMap")["data"]
+
+    assert config["METRICS_ON_API_PORT"] == expected
+
+
+def test_metrics_disabled_opens_no_metrics_port_on_the_api() -> None:
+    docs = render(set_values=["metrics.enabled=false"])
+
+    assert port_names(containers(one(docs, "Deployment", "-api"))[0]["ports"]) == ["http"]
+    assert find(docs, "Service", METRICS_SERVICE) == []
+
+
+def test_metrics_port_equal_to_the_api_port_fails_the_render() -> None:
+    result = template_text(set_values=["metrics.port=8000"], check=False)
+
+    assert result.returncode != 0
+    assert "metrics.port (8000) must differ from api.port" in result.stderr
 
 
 @pytest.mark.parametrize("switch", ["serviceMonitor", "podMonitor", "prometheusRule"])
@@ -328,24 +411,33 @@ def test_network_policy_opens_only_the_api_and_metrics_ports() -> None:
     }
     api = next(v for k, v in policies.items() if k.endswith("-api"))
     background = next(v for k, v in policies.items() if k.endswith("-background"))
-    monitoring = [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    ]
 
     assert all(p["policyTypes"] == ["Ingress"] for p in policies.values())
-    # api port: from the ingress controller, and from monitoring for /metrics.
-    assert [r["ports"] for r in api["ingress"]] == [[{"port": "http", "protocol": "TCP"}]] * 2
-    assert api["ingress"][1]["from"] == monitoring
-    assert background["ingress"] == [
-        {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": monitoring}
+    # api port from the ingress controller only; the metrics port from monitoring only.
+    assert api["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": INGRESS_CONTROLLER},
+        {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": MONITORING},
     ]
+    assert background["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": MONITORING}
+    ]
+
+
+def test_network_policy_lets_monitoring_reach_the_api_port_only_with_metrics_on_it() -> None:
+    docs = render(values=[ALL], set_values=["metrics.onApiPort=true"])
+    api = one(docs, "NetworkPolicy", "-api")["spec"]
+
+    assert api["ingress"][2] == {
+        "ports": [{"port": "http", "protocol": "TCP"}],
+        "from": MONITORING,
+    }
 
 
 def test_network_policy_without_peers_allows_any_source_on_the_open_ports() -> None:
     policies = find(render(), "NetworkPolicy")
 
-    assert [len(p["spec"]["ingress"]) for p in policies] == [1, 1]
-    assert all("from" not in p["spec"]["ingress"][0] for p in policies)
+    assert [len(p["spec"]["ingress"]) for p in policies] == [2, 1]
+    assert all("from" not in rule for p in policies for rule in p["spec"]["ingress"])
 
 
 def test_operator_role_equals_the_rules_the_operator_declares() -> None:
