@@ -3,8 +3,9 @@
 `init_app(app, settings)` is the only call the factory makes. With metrics and tracing
 both off it registers nothing at all; with metrics on it adds the request hooks (and
 `/metrics` on the API port only with METRICS_ON_API_PORT: under gunicorn the master
-serves every worker's samples on METRICS_PORT, app/gunicorn_conf.py); with tracing on it instruments Flask, SQLAlchemy, Redis, httpx and Celery (tracing.py).
-Names of the metrics other subsystems record live in `metrics.py`.
+serves every worker's samples on METRICS_PORT, app/gunicorn_conf.py); with tracing on
+it instruments Flask, SQLAlchemy, Redis, httpx and Celery (tracing.py). Names of the
+metrics other subsystems record live in `metrics.py`.
 """
 
 from __future__ import annotations
