@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import Connection, DateTime, delete, literal, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from psycopg2 import errorcodes
+from sqlalchemy import Connection, DateTime, delete, insert, literal, text, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.config import Settings
@@ -32,10 +33,28 @@ _REDACTIONS: Final = (
 )
 
 
-# The Core table, not the ORM entity: an ORM insert with a list of rows goes through the
-# bulk-insert path of the session, which costs more CPU per row.
-_INSERT: Final = pg_insert(AIGeneration.__table__).on_conflict_do_nothing(  # type: ignore[attr-defined]
-    index_elements=["id"]
+# A Core INSERT of the table: SQLAlchemy compiles it once per process. Not the ORM entity
+# (a list of rows then takes the session's bulk path, more CPU per row) and not
+# `postgresql.insert(...).on_conflict_do_nothing()`, which SQLAlchemy 2.0.44 cannot cache
+# ("no key"): it was compiled again on every call. A row written twice (a journaled
+# record whose drainer died after its COMMIT) is a primary-key violation the writers
+# treat as done (`already_written`).
+_INSERT: Final = insert(AIGeneration.__table__)  # type: ignore[attr-defined]
+#: Columns of a row, in `row()`'s order: what a journaled record carries.
+COLUMNS: Final = (
+    "id", "created_at", "updated_at", "owner", "user_id", "api_key_id", "job_id",
+    "provider", "model", "stream", "outcome", "error_code", "input_tokens",
+    "output_tokens", "tokens_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts",
+    "prompt", "response", "prompt_chars", "response_chars", "prompt_sha256",
+    "request_id", "trace_id",
+)  # fmt: skip
+_LISTED: Final = ", ".join(COLUMNS)
+# Named columns (not SELECT *): a column added later keeps its default. Only constants
+# are formatted into the SQL; the records are one bound parameter.
+_INSERT_JSON: Final = text(
+    f"INSERT INTO ai_generation ({_LISTED}) SELECT {_LISTED} "
+    "FROM jsonb_populate_recordset(NULL::ai_generation, CAST(:rows AS jsonb)) "
+    "ON CONFLICT (id) DO NOTHING"
 )
 
 
@@ -120,14 +139,29 @@ def row(
 
 
 def insert_rows(session: Session | Connection, rows: list[dict[str, Any]]) -> None:
-    """INSERT `rows` in `session`'s transaction (the caller commits); ids already present
-    are skipped, so writing a journaled record twice is harmless.
+    """INSERT `rows` in `session`'s transaction (the caller commits).
 
-    One prepared statement with bound parameters: SQLAlchemy compiles it once per process
-    (a `.values(...)` statement with the row inlined cost ~1 ms of CPU per call to build
-    its cache key, bench/ai_gateway.py).
+    One statement with bound parameters, compiled once per process (a `.values(...)`
+    statement with the row inlined cost ~1 ms of CPU per call to build its cache key,
+    bench/ai_gateway.py); several rows go in one multi-row INSERT.
     """
     session.execute(_INSERT, rows)
+
+
+def insert_json(session: Session | Connection, rows_json: str) -> None:
+    """INSERT the rows of a JSON array of journaled records (`history_queue.encode`);
+    ids already present are skipped.
+
+    PostgreSQL parses the JSON (`jsonb_populate_recordset`), so a batch costs the
+    drainer one string parameter instead of ~27 bound values a row, converted in Python
+    while it holds the GIL the request threads of its process need.
+    """
+    session.execute(_INSERT_JSON, {"rows": rows_json})
+
+
+def already_written(error: IntegrityError) -> bool:
+    """True when `error` is the primary key refusing a row that is already there."""
+    return getattr(error.orig, "pgcode", None) == errorcodes.UNIQUE_VIOLATION
 
 
 def record(*, session: Session, **fields: Any) -> uuid.UUID:

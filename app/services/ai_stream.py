@@ -176,8 +176,7 @@ class GenerationStream:
             return
         session: Session = self.session_factory()
         try:
-            ai_history.insert_rows(session, [values])
-            session.commit()
+            history_queue.write_inline(session, values)
         finally:
             session.close()
 

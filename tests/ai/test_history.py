@@ -171,3 +171,38 @@ def test_a_row_postgresql_refuses_goes_to_the_dead_letter_store_and_the_rest_are
     assert letter.subject == f"ai_generation:{rows[1]['id']}"
     assert letter.task_args == [history_queue.encode(rows[1])]  # replay writes it again
     assert journal.backlog() == 0
+
+
+def test_a_record_written_twice_is_stored_once_and_is_no_dead_letter(
+    app: Flask, session: Session
+) -> None:
+    # A drainer killed after its COMMIT but before it dropped its batch: the batch comes
+    # back and is written again, next to records never written.
+    journal = history_queue.journal(app)
+    owner = ai_history.Owner(owner="user:twice", user_id="twice", api_key_id=None)
+    first, second = (
+        ai_history.row(settings=app.extensions["settings"], owner=owner, model="m",
+                       provider="p", outcome="success", prompt=p, response="r")
+        for p in ("first", "second")
+    )  # fmt: skip
+    journal.push(history_queue.encode(first))
+    assert written(app) == 1
+    for values in (second, first):
+        journal.push(history_queue.encode(values))
+
+    assert written(app) == 2
+
+    stored = session.exec(select(AIGeneration).where(AIGeneration.user_id == "twice")).all()
+    assert sorted(r.prompt or "" for r in stored) == ["first", "second"]
+    letters = select(DeadLetter).where(DeadLetter.task_name == history_queue.WRITE_TASK)
+    assert session.exec(letters).all() == []
+
+
+def test_a_journaled_record_carries_every_column_it_fills_by_name(app: Flask) -> None:
+    owner = ai_history.Owner(owner="user:c", user_id="c", api_key_id=None)
+    values = ai_history.row(settings=app.extensions["settings"], owner=owner, model="m",
+                            provider=None, outcome="error", prompt="p", response=None)  # fmt: skip
+    table = {c.name for c in AIGeneration.__table__.columns}  # type: ignore[attr-defined]
+
+    assert tuple(values) == ai_history.COLUMNS
+    assert set(ai_history.COLUMNS) <= table

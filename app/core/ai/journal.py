@@ -80,7 +80,8 @@ end
 return moved
 """
 
-Write = Callable[[list[dict[str, Any]]], None]
+#: Writes a batch of records as pushed (JSON, undecoded); must be idempotent.
+Write = Callable[[list[bytes]], None]
 
 _LIVE: weakref.WeakSet[Journal] = weakref.WeakSet()
 
@@ -155,7 +156,7 @@ class Journal:
             written = False
             if not raw:
                 return done
-            self.write([json.loads(item) for item in raw])
+            self.write(raw)
             written = True
             done += len(raw)
         if written:
@@ -163,7 +164,11 @@ class Journal:
         return done
 
     def recover(self) -> int:
-        """Move the in-flight records of consumers whose lease expired back to pending."""
+        """Move the in-flight records of consumers whose lease expired back to pending.
+
+        Leases are wall-clock deadlines from each process's clock: a skewed clock can only
+        make a batch come back early and be written twice, which `write` makes a no-op.
+        """
         moved = int(
             cast(
                 int,

@@ -7,6 +7,7 @@ never depends on the process that took the request staying alive (docs/ai.md).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Final
 
@@ -33,7 +34,7 @@ def drain_history() -> int:
 def write_history(record: dict[str, Any]) -> None:
     """Write one journaled history record (dead-letter replay)."""
     with session_scope() as session:
-        ai_history.insert_rows(session, [history_queue.decode(record)])
+        ai_history.insert_json(session, json.dumps([record]))
 
 
 def schedule(celery_app: Celery, settings: Settings) -> None:
