@@ -162,6 +162,13 @@ class Settings(BaseSettings):
         description="Path prefixes never refused with 410 by a retired version or brownout "
         "(headers and warnings still apply), so an operator can always log in and undo it",
     )
+    usage_flush_seconds: float = Field(
+        default=10.0,
+        ge=0.1,
+        le=60,
+        description="Seconds between writes of each process's per-version, per-caller request "
+        "counts to Redis (ApiVersion status.requestsLastHour and topCallers)",
+    )
 
     # Rate limiting and response cache (issue 4, docs/rate-limiting.md, docs/caching.md).
     rate_limit_default_enabled: bool = Field(

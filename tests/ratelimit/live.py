@@ -192,6 +192,7 @@ def live_api(
     *,
     threads: int = 4,
     wsgi: str = "app.wsgi:application",
+    **env_extra: str,
 ) -> Iterator[LiveApi]:
     """gunicorn with 2 workers on a dedicated database; both workers answering."""
     redis_db = make_url(redis_url).set(database=str(LIMITER_REDIS_DB))
@@ -213,6 +214,7 @@ def live_api(
             GUNICORN_WORKERS="2",
             GUNICORN_THREADS=str(threads),
             LOG_LEVEL="WARNING",
+            **env_extra,
         )
         process = ManagedProcess(
             name="gunicorn",

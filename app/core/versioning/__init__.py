@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 from app.core.errors import ApiError, ErrorCode
 from app.core.request_context import current_request, request_globals
 from app.core.specs import Phase
+from app.core.versioning import usage
 from app.core.versioning.lifecycle import Lifecycle, default_phases, evaluate
 from app.core.warnings import WarningLevel, warn
 
@@ -132,6 +133,7 @@ def apply_lifecycle() -> None:
             )
         return  # a route outside the versioned API that happens to look like one
     state.api_version = version
+    usage.record(app, version, state.get("caller"))  # in memory; flushed by a thread
     spec = app.extensions[CONFIG_STORE].current().api_version(major)
     if spec is None:
         # Undeclared (the common case until an ApiVersion is applied): only the header.
