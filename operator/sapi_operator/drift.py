@@ -5,8 +5,11 @@ resources, and compare (`plan`, pure). A resource whose current generation is re
 but whose row is missing or different is re-applied under its lock, after a fresh GET
 (so a handler that just stored a newer spec is never overwritten with an older one); a
 row whose resource is gone is deleted; an AIProvider whose Secret no longer matches the
-stored key version is nudged so its handler re-syncs it. Shadow-reject counts go into
-`status.shadowRejectsLastHour` on the same pass.
+stored key version is nudged so its handler re-syncs it. Live usage goes into status on
+the same pass (sapi_operator/usage.py): shadow-reject counts into
+`RateLimitPolicy.status.shadowRejectsLastHour`, requests and busiest callers into
+`ApiVersion.status.requestsLastHour` / `topCallers`; an unreachable Redis leaves the
+last values in place.
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.observability.metrics import OPERATOR_DRIFT_REPAIRS
-from app.core.specs import AIProviderSpec
+from app.core.specs import AIProviderSpec, ApiVersionSpec
 from app.core.specs.rate_limit import RateLimitPolicySpec
 from sapi_operator import credentials, usage
 from sapi_operator.actions import nudge_providers, ref_of
 from sapi_operator.kube import KubeError
 from sapi_operator.reconcile import Desired, desired_state, is_reconciled
-from sapi_operator.resources import AI_PROVIDER_KIND, RATE_LIMIT_POLICY_KIND, RESOURCES, Kind
+from sapi_operator.resources import (
+    AI_PROVIDER_KIND,
+    API_VERSION_KIND,
+    RATE_LIMIT_POLICY_KIND,
+    RESOURCES,
+    Kind,
+)
 from sapi_operator.runtime import Runtime
 from sapi_operator.store import StoredRow, StoreUnavailable
 
@@ -131,6 +140,28 @@ async def _refresh_usage(
         )
 
 
+async def _refresh_version_usage(
+    rt: Runtime,
+    resource: Kind,
+    live: list[tuple[Desired, StoredRow | None]],
+    objects: Sequence[Mapping[str, Any]],
+) -> None:
+    current = {
+        ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")): (
+            o.get("status") or {}
+        )
+        for o in objects
+    }
+    for desired, _row in live:
+        assert isinstance(desired.model, ApiVersionSpec)
+        found = await asyncio.to_thread(usage.version_usage, rt.usage_redis, desired.model.major)
+        ref = desired.ref
+        have = current.get((ref.namespace, ref.name)) or {}
+        if found is None or all(have.get(k) == v for k, v in found.items()):
+            continue
+        await rt.kube.patch_status(resource, ref.namespace, ref.name, found)
+
+
 async def check_kind(rt: Runtime, resource: Kind) -> int:
     """One pass over one kind; returns the number of repairs (each counted as it happens)."""
     rows = await asyncio.to_thread(rt.store.rows, resource.kind)
@@ -156,6 +187,8 @@ async def check_kind(rt: Runtime, resource: Kind) -> int:
         repaired += nudged
     if resource.kind == RATE_LIMIT_POLICY_KIND:
         await _refresh_usage(rt, resource, todo.live, objects)
+    if resource.kind == API_VERSION_KIND:
+        await _refresh_version_usage(rt, resource, todo.live, objects)
     return repaired
 
 

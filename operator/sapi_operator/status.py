@@ -51,7 +51,8 @@ class TopCaller(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     caller: Annotated[str, StringConstraints(max_length=253)] = Field(
-        description="User id, API-key id or `ip:` prefix; never a credential"
+        description="`user:<id>`, `api_key:<id>` or `anonymous` (the rate limiter's caller "
+        "key); never a token or key"
     )
     requests: int = Field(ge=0, description="Requests in the last hour")
 
@@ -79,7 +80,10 @@ class ApiVersionStatus(ResourceStatus):
     """Status of an `ApiVersion`."""
 
     requestsLastHour: int | None = Field(
-        default=None, ge=0, description="Requests to this version in the last hour"
+        default=None,
+        ge=0,
+        description="Requests to /v{major} in the last hour, summed over every API process "
+        "(approximate: each flushes its counts every USAGE_FLUSH_SECONDS)",
     )
     topCallers: list[TopCaller] = Field(
         default_factory=list, max_length=10, description="Busiest callers of the last hour"
