@@ -116,18 +116,24 @@ async def _check_credentials(rt: Runtime, live: list[tuple[Desired, StoredRow | 
     return nudged
 
 
+def _statuses(
+    objects: Sequence[Mapping[str, Any]],
+) -> list[tuple[tuple[str | None, str | None], Mapping[str, Any]]]:
+    """((namespace, name), status) of every listed object (status {} when it has none)."""
+    out = []
+    for o in objects:
+        meta = o.get("metadata") or {}
+        out.append(((meta.get("namespace"), meta.get("name")), o.get("status") or {}))
+    return out
+
+
 async def _refresh_usage(
     rt: Runtime,
     resource: Kind,
     live: list[tuple[Desired, StoredRow | None]],
     objects: Sequence[Mapping[str, Any]],
 ) -> None:
-    current = {
-        ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")): (
-            o.get("status") or {}
-        ).get("shadowRejectsLastHour")
-        for o in objects
-    }
+    current = {ref: status.get("shadowRejectsLastHour") for ref, status in _statuses(objects)}
     for desired, _row in live:
         assert isinstance(desired.model, RateLimitPolicySpec)
         count = await asyncio.to_thread(
@@ -146,12 +152,7 @@ async def _refresh_version_usage(
     live: list[tuple[Desired, StoredRow | None]],
     objects: Sequence[Mapping[str, Any]],
 ) -> None:
-    current = {
-        ((o.get("metadata") or {}).get("namespace"), (o.get("metadata") or {}).get("name")): (
-            o.get("status") or {}
-        )
-        for o in objects
-    }
+    current = dict(_statuses(objects))
     for desired, _row in live:
         assert isinstance(desired.model, ApiVersionSpec)
         found = await asyncio.to_thread(usage.version_usage, rt.usage_redis, desired.model.major)
