@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # <linux/prctl.h>
-_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 LOOPBACK = "127.0.0.1"
@@ -63,21 +62,18 @@ def _prctl() -> Callable[..., int]:
     return fn
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
-    """Return a `preexec_fn` making the child receive `sig` when this process dies.
+def die_with_parent(sig: int = signal.SIGTERM) -> list[str]:
+    """Return an argv prefix making the child receive `sig` when this process dies.
 
+    `setpriv` (util-linux) sets PR_SET_PDEATHSIG and execs the command, whose pid stays
+    the same. Not a `preexec_fn`: with one, CPython forks and runs Python in the child,
+    every `os.register_at_fork` handler included, which can block for good on a lock
+    another thread of a multi-threaded parent held at the fork (a CI run hung 240 s in
+    `Popen` that way). Without one, subprocess runs no Python between fork and exec.
     The kernel sends the signal when the *thread* that forked the child exits, so start
     servers from a long-lived thread (the main thread in pytest and in dev.py).
     """
-    prctl = _prctl()  # resolve in the parent: the child must not import or allocate much
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, sig)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+    return ["setpriv", f"--pdeathsig={signal.Signals(sig).name}", "--"]
 
 
 def become_subreaper() -> bool:

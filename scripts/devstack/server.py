@@ -188,12 +188,11 @@ class ManagedServer(abc.ABC):
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                self._command(),
+                [*die_with_parent(self.parent_death_signal), *self._command()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(self.parent_death_signal),
                 **self._popen_kwargs(),
             )
 

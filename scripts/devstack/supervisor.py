@@ -75,14 +75,13 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         proc = subprocess.Popen(
-            list(argv),
+            [*die_with_parent(signal.SIGTERM), *argv],
             cwd=self.cwd,
             env={**self.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         assert proc.stdout is not None
         prefix = self._prefix(name, len(self.children))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
+from devstack.process import die_with_parent
 
 
 def free_port() -> int:
@@ -20,20 +18,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """Build a preexec_fn that makes the child get SIGKILL when its parent goes away."""
-
-    def preexec() -> None:
-        # PR_SET_PDEATHSIG fires when the *thread* that forked us exits, so start
-        # control planes from a long-lived thread (pytest's main thread is).
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # The parent may have died between fork and prctl; then nobody will signal us.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def spawn(
@@ -44,12 +28,11 @@ def spawn(
     """Start argv with output appended to log; the child never outlives this process."""
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [os.fspath(a) for a in argv],
+            [*die_with_parent(signal.SIGKILL), *(os.fspath(a) for a in argv)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
-            preexec_fn=_die_with_parent(os.getpid()),
         )
 
 

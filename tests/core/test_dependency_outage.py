@@ -280,14 +280,13 @@ class Gunicorn:
         argv = [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*argv, "app.wsgi:application"],
+                [*die_with_parent(signal.SIGTERM), *argv, "app.wsgi:application"],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         deadline = time.monotonic() + 60
         while not (port_accepts(self.port) and self._livez()):

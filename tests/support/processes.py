@@ -1,7 +1,7 @@
 """Real processes for tests: a Celery worker, a live HTTP server, clean teardown.
 
 Every child runs in its own session (process group) and gets SIGTERM from the kernel if
-the test process dies (PR_SET_PDEATHSIG, prctl(2)), so a crashed pytest leaves nothing
+the test process dies (PR_SET_PDEATHSIG through setpriv(1)), so a crashed pytest leaves nothing
 behind. Teardown sends SIGTERM to the whole group, waits, then SIGKILLs what is left and
 reports any survivor: a test that leaks a process fails instead of slowing the next one.
 """
@@ -9,7 +9,6 @@ reports any survivor: a test that leaks a process fails instead of slowing the n
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -23,11 +22,11 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from celery import Celery
+from devstack.process import die_with_parent
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 LOOPBACK: Final = "127.0.0.1"
-_PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 
 
 class ProcessError(RuntimeError):
@@ -40,19 +39,6 @@ def free_port(host: str = LOOPBACK) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> Callable[[], None]:
-    # Resolve prctl in the parent: the child between fork and exec must do very little.
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def group_members(pgid: int) -> list[int]:
@@ -115,14 +101,13 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            list(self.args),
+            [*die_with_parent(signal.SIGTERM), *self.args],
             env=dict(self.env),
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
         )
         return self
 
@@ -185,14 +170,13 @@ def run_in_group(
     still alive after the main process exits (a browser's helpers) get SIGKILL.
     """
     proc = subprocess.Popen(
-        list(args),
+        [*die_with_parent(signal.SIGTERM), *args],
         env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_die_with_parent(),
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
