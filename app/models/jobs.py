@@ -66,6 +66,9 @@ class AIJob(CoreModel, table=True):
     cancel_requested: bool = Field(default=False)
     generation_id: uuid.UUID | None = Field(default=None)
     celery_task_id: str | None = Field(default=None, max_length=64)
+    # The path the job was submitted on (`/v1/ai/jobs`, `/v2/ai/jobs`): token budgets
+    # are matched against it when the worker reserves again after a retry.
+    path: str = Field(default="/v1/ai/jobs", max_length=200)
     traceparent: str | None = Field(default=None, max_length=128)
     trace_id: str | None = Field(default=None, max_length=32)
     enqueued_at: datetime | None = Field(default=None, sa_type=_TS)

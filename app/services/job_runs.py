@@ -44,7 +44,7 @@ from app.models.jobs import (
 )
 from app.services import ai_history, dead_letters
 from app.services.ai import Call, complete, owner_of, record_success
-from app.services.jobs import JOBS_PATH, RUN_JOB, caller_from, reservation_from
+from app.services.jobs import RUN_JOB, caller_from, reservation_from
 
 log = logging.getLogger("structured_api.jobs")
 
@@ -83,6 +83,7 @@ class Claimed:
     request: dict[str, Any]
     reservation: dict[str, Any] | None
     traceparent: str | None
+    path: str
 
 
 def _lock(session: Session, job_id: uuid.UUID) -> AIJob | None:
@@ -119,6 +120,7 @@ def claim(
         dict(job.request),
         dict(job.reservation) if job.reservation else None,
         job.traceparent,
+        job.path,
     )
 
 
@@ -199,7 +201,7 @@ def run(
                 body,
                 settings,
                 gateway,
-                path=JOBS_PATH,
+                path=claimed.path,
                 job_id=claimed.job_id,
                 reservation=reservation,
             )

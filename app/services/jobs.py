@@ -162,7 +162,7 @@ def submit(
             return Submitted(found, created=False)
     # Quota-aware: the budget is taken now (429 at submission, not a failed job later).
     reservation = reserve_tokens(
-        call.caller, reservation_for(call.request), path=JOBS_PATH, method="POST"
+        call.caller, reservation_for(call.request), path=call.path, method="POST"
     )
     now = utcnow()
     job = AIJob(
@@ -171,6 +171,7 @@ def submit(
         status=QUEUED,
         request=raw_body,
         reservation=reservation_dict(reservation),
+        path=call.path,
         traceparent=trace.get(TRACEPARENT),
         trace_id=_trace_id(trace.get(TRACEPARENT)) or current_trace_id(),
         enqueued_at=now,

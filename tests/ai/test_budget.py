@@ -113,6 +113,27 @@ def test_a_request_larger_than_the_whole_budget_says_it_never_fits(
     assert response.json["error"]["details"]["never_fits"] is True
 
 
+def test_a_budget_written_for_v2_charges_v2_calls_and_leaves_v1_alone(
+    app: Flask, client: FlaskClient, session: Session, sim: Sim
+) -> None:
+    install_provider(app, session, "primary", provider_spec(sim), api_key=KEY)
+    install_policies(
+        app, {"ai": one_rule({"tokens": 1000, "window": "1d"}, match={"paths": ["/v2/ai/*"]})}
+    )
+    user = str(uuid.uuid4())
+
+    v1 = client.post("/v1/ai/generate", json={"prompt": "one two three"}, headers=bearer(user))
+    assert v1.status_code == 200
+    assert tokens_left(app, user) == 1000  # the /v1 call matched no rule
+    v2 = client.post("/v2/ai/generate", json={"prompt": "one two three"}, headers=bearer(user))
+    assert v2.status_code == 200
+    assert tokens_left(app, user) == 1000 - 7
+    refused = client.post(
+        "/v2/ai/generate", json={"prompt": "a", "max_tokens": 5000}, headers=bearer(user)
+    )
+    assert refused.status_code == 429 and refused.json["error"]["code"] == "AI_TOKEN_LIMIT"
+
+
 # -- a stream cancelled half way, over a real socket ----------------------------------
 
 

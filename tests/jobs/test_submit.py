@@ -151,6 +151,30 @@ def test_a_job_is_refused_at_submission_when_the_budget_cannot_cover_it(
     assert status == 429 and body["error"]["code"] == "AI_TOKEN_LIMIT"
 
 
+def test_a_v2_job_is_budgeted_against_v2_rules_and_polled_under_v2(
+    app: Flask, client: FlaskClient, session: Session, provider: Sim
+) -> None:
+    install_policies(
+        app, {"ai": one_rule({"tokens": 100, "window": "1d"}, match={"paths": ["/v2/ai/*"]})}
+    )
+    user = str(uuid.uuid4())
+    big = {"prompt": "x", "max_tokens": 500}
+
+    v1 = client.post("/v1/ai/jobs", json=big, headers=bearer(user))
+    v2 = client.post("/v2/ai/jobs", json=big, headers=bearer(user))
+    fits = client.post("/v2/ai/jobs", json={"prompt": "x", "max_tokens": 20}, headers=bearer(user))
+
+    assert v1.status_code == 202  # no rule for /v1
+    assert v2.status_code == 429 and v2.json["error"]["code"] == "AI_TOKEN_LIMIT"
+    assert fits.status_code == 202
+    job_id = fits.json["data"]["id"]
+    assert fits.headers["Location"] == f"/v2/ai/jobs/{job_id}"
+    assert client.get(fits.headers["Location"], headers=bearer(user)).status_code == 200
+    job = session.get(AIJob, uuid.UUID(job_id))
+    assert job is not None and job.path == "/v2/ai/jobs"  # the worker reserves against it
+    assert job.reservation is not None
+
+
 def test_a_job_for_a_model_nobody_serves_is_refused_at_submission(
     client: FlaskClient, provider: Sim
 ) -> None:

@@ -57,7 +57,7 @@ def _call(body: GenerateBody, path: str) -> ai_service.Call:
 )
 def generate(body: GenerateBody) -> Response:
     """Generate text for the caller."""
-    call = _call(body, ai_service.GENERATE_PATH)
+    call = _call(body, request.path)
     if not body.stream:
         return ok(ai_service.generate(call=call, session=get_session))
     stream = open_stream(
@@ -91,7 +91,7 @@ def _idempotency_key() -> str | None:
 
 
 def _location(job_id: uuid.UUID) -> str:
-    return f"/v1/ai/jobs/{job_id}"
+    return f"{request.path.rstrip('/')}/{job_id}"  # /v2/ai/jobs submits get /v2/... back
 
 
 @bp.post("/jobs")
@@ -114,7 +114,7 @@ def submit_job(body: GenerateBody) -> Response:
     key = _idempotency_key()
     submitted = jobs.submit(
         session=get_session(),
-        call=_call(body, jobs.JOBS_PATH),
+        call=_call(body, request.path),
         raw_body=body.model_dump(mode="json", exclude_unset=True),
         idempotency_key=key,
         settings=_settings(),
