@@ -33,6 +33,8 @@ from typing import Any, Final, cast
 import redis
 from redis.exceptions import RedisError
 
+from app.core.redis import ThreadCommands
+
 log = logging.getLogger("structured_api.ai")
 
 PREFIX: Final = "sapi:ai:journal:"
@@ -112,6 +114,7 @@ class Journal:
         self.pending_key = f"{tag}:pending"
         self.consumers_key = f"{tag}:consumers"
         self.inflight_prefix = f"{tag}:inflight:"
+        self._rpush = ThreadCommands(client)  # the request path's one command
         self._take = client.register_script(_TAKE)
         self._recover = client.register_script(_RECOVER)
         self._lock = threading.Lock()
@@ -126,7 +129,7 @@ class Journal:
         if time.monotonic() < self._down_until:
             return False
         try:
-            self.client.rpush(self.pending_key, json.dumps(record, separators=(",", ":")))
+            self._rpush("RPUSH", self.pending_key, json.dumps(record, separators=(",", ":")))
         except RedisError as exc:
             self._down_until = time.monotonic() + COOLDOWN_SECONDS
             log.warning("AI journal push failed (%s): writing inline", type(exc).__name__)

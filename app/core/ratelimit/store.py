@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -20,10 +19,11 @@ from typing import Final, cast
 
 import redis
 from redis.backoff import NoBackoff
-from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
+
+from app.core.redis import ThreadCommands
 
 log = logging.getLogger("structured_api.ratelimit")
 
@@ -53,23 +53,12 @@ def build_client(url: str, *, timeout: float) -> redis.Redis:
     )
 
 
-class _ThreadConnections(threading.local):
-    """One connection per thread: (pid, connection), re-made after a fork."""
-
-    pid: int = -1
-    connection: Connection | None = None
-
-
 class LimiterStore:
     """Runs the GCRA script; raises `StoreUnavailable` instead of waiting on a dead Redis.
 
-    Script calls run on a connection owned by the calling thread, not one borrowed from
-    `client`'s pool per call: redis-py 7's pool checkout, retry wrapper and observability
-    hooks cost about 70 us of CPU per command here (bench/, docs/performance.md), more
-    than the command itself, and this is the one Redis call every request makes. The
-    connection has the client's settings (timeouts, one reconnect on a dropped socket);
-    any error drops it, so a reply left unread by a timeout can never be read as the
-    answer to the next command (what the pool guards against).
+    Script calls run on a connection owned by the calling thread (`ThreadCommands`), not
+    one borrowed from `client`'s pool per call: this is the one Redis call every request
+    makes.
     """
 
     def __init__(self, client: redis.Redis, *, cooldown: float = 0.5) -> None:
@@ -77,42 +66,7 @@ class LimiterStore:
         self.cooldown = cooldown
         self._down_until = 0.0
         self._lock = threading.Lock()
-        self._local = _ThreadConnections()
-
-    def _connection(self) -> Connection:
-        local = self._local
-        conn = local.connection
-        if conn is None or local.pid != os.getpid():
-            pool = self.client.connection_pool
-            conn = local.connection = pool.connection_class(**pool.connection_kwargs)
-            local.pid = os.getpid()
-        return conn
-
-    def _drop(self, conn: Connection) -> None:
-        self._local.connection = None
-        conn.disconnect()  # type: ignore[no-untyped-call]
-
-    def _command(self, *args: str | int | float) -> object:
-        """Send one command on this thread's connection and read its reply.
-
-        Like `build_client`'s retry: one more attempt on a fresh connection after a
-        connection error (a socket a restarted Redis closed), none after a timeout.
-        """
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                conn.send_command(*args)  # type: ignore[no-untyped-call]
-                return conn.read_response()  # type: ignore[no-untyped-call]
-            except ResponseError:
-                raise  # a whole error reply was read (NOSCRIPT, a script error): link fine
-            except RedisConnectionError:
-                self._drop(conn)
-                if attempt == 2:
-                    raise
-            except BaseException:
-                self._drop(conn)
-                raise
-        raise AssertionError("unreachable")
+        self._command = ThreadCommands(client)
 
     @property
     def healthy(self) -> bool:
