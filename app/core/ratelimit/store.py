@@ -121,7 +121,7 @@ class LimiterStore:
         if not self.healthy:
             raise StoreUnavailable("rate-limit store in cooldown after a failure")
         try:
-            values: list[bytes | None] = self.client.mget(keys)  # type: ignore[assignment]
+            values = cast(list[bytes | None], self._command("MGET", *keys))
         except RedisError as exc:
             self._trip()
             raise StoreUnavailable(str(exc)) from exc
