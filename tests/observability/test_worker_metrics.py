@@ -18,7 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from app.config import Settings
-from app.core.observability.celery_signals import PRIORITY_SEP, QueueLengthCollector, queues_of
+from app.core.ai.journal import Journal
+from app.core.observability.celery_signals import (
+    PRIORITY_SEP,
+    HistoryBacklogCollector,
+    QueueLengthCollector,
+    queues_of,
+)
 from tests.observability.test_tracing import with_db
 from tests.observability.trace_tasks import FLAKY_TASK
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
@@ -47,6 +53,33 @@ def test_queue_length_is_omitted_not_an_error_when_the_broker_is_down() -> None:
     registry.register(QueueLengthCollector(dead, ["celery"]))
 
     assert registry.get_sample_value("sapi_celery_queue_length", {"queue": "celery"}) is None
+
+
+def test_history_backlog_counts_pending_and_in_flight_records(redis_url: str) -> None:
+    client = redis.Redis.from_url(with_db(redis_url, METRICS_REDIS_DB))
+    name = f"backlog-{uuid.uuid4().hex[:8]}"
+    written: list[list[bytes]] = []
+    journal = Journal(client, name=name, write=written.append, batch=2)
+    journal.background = False
+    registry = CollectorRegistry()
+    registry.register(HistoryBacklogCollector(Journal(client, name=name, write=None).backlog))
+    try:
+        for i in range(5):
+            assert journal.push({"id": i})
+        assert registry.get_sample_value("sapi_ai_history_backlog") == 5
+
+        assert journal.drain() == 5 and len(written) == 3  # batches of 2, 2, 1
+        assert registry.get_sample_value("sapi_ai_history_backlog") == 0
+    finally:
+        client.delete(journal.pending_key, journal.consumers_key)
+
+
+def test_history_backlog_is_omitted_not_an_error_when_redis_is_down() -> None:
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
+    registry = CollectorRegistry()
+    registry.register(HistoryBacklogCollector(Journal(dead, name="x", write=None).backlog))
+
+    assert registry.get_sample_value("sapi_ai_history_backlog") is None
 
 
 def test_default_queue_is_scraped_when_none_is_declared(settings: Settings) -> None:
@@ -123,6 +156,7 @@ def test_prefork_worker_serves_task_outcomes_of_all_children(
     duration = ("sapi_celery_task_duration_seconds_count", (("task", "sapi.system.ping"),))
     assert samples[duration] == 12
     assert samples[("sapi_celery_queue_length", (("queue", "celery"),))] == 0
+    assert samples[("sapi_ai_history_backlog", ())] >= 0  # registered, Redis answered
     flaky = (("task", FLAKY_TASK),)
     assert samples[("sapi_celery_task_retries_total", flaky)] == 1
     assert samples[("sapi_celery_tasks_total", (("outcome", "retry"), *flaky))] == 1

@@ -96,7 +96,7 @@ class Journal:
         client: redis.Redis,
         *,
         name: str,
-        write: Write,
+        write: Write | None,
         batch: int = 200,
         delay: float = 0.05,
         lease: float = 30.0,
@@ -159,6 +159,8 @@ class Journal:
             written = False
             if not raw:
                 return done
+            if self.write is None:
+                raise RuntimeError("a journal without a writer is only read (its backlog)")
             self.write(raw)
             written = True
             done += len(raw)

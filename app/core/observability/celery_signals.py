@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 import redis
@@ -136,6 +136,31 @@ class QueueLengthCollector(Collector):
         yield family
 
 
+class HistoryBacklogCollector(Collector):
+    """`sapi_ai_history_backlog`: AI history records in Redis not yet in PostgreSQL.
+
+    Pending plus every drainer's in-flight batch (app/core/ai/journal.py). It grows while
+    PostgreSQL is down or no drainer runs; the beat task `sapi.ai.drain_history` and every
+    API process drain it.
+    """
+
+    def __init__(self, backlog: Callable[[], int]) -> None:
+        self.backlog = backlog
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """Count at scrape time; omitted (not an error) when Redis does not answer."""
+        try:
+            value = self.backlog()
+        except redis.RedisError as exc:
+            log.warning("AI history backlog unavailable: %s", type(exc).__name__)
+            return
+        yield GaugeMetricFamily(
+            metrics.AI_HISTORY_BACKLOG_NAME,
+            "AI history records queued in Redis and not yet written to PostgreSQL.",
+            value=value,
+        )
+
+
 def queues_of(celery_app: Celery) -> list[str]:
     """Names of the queues the app routes to (the default queue when none are declared)."""
     declared = celery_app.conf.task_queues or ()
@@ -155,6 +180,14 @@ def start_worker_metrics_server(settings: Settings, celery_app: Celery) -> int |
         settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
     )
     registry.register(QueueLengthCollector(client, queues_of(celery_app)))
+    from app.core.ai.history_queue import JOURNAL_NAME
+    from app.core.ai.journal import Journal
+
+    app_redis = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+    )
+    history = Journal(app_redis, name=JOURNAL_NAME, write=None)
+    registry.register(HistoryBacklogCollector(history.backlog))
     try:
         server, _thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_address, registry=registry

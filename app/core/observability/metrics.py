@@ -195,6 +195,8 @@ CELERY_DEAD_LETTERS: Final = Counter(
 )
 #: Exposed by the worker's metrics server at scrape time (LLEN on the broker queues).
 CELERY_QUEUE_LENGTH_NAME: Final = "sapi_celery_queue_length"
+#: Exposed by the worker's metrics server at scrape time (the AI history journal in Redis).
+AI_HISTORY_BACKLOG_NAME: Final = "sapi_ai_history_backlog"
 
 # --- Operator (sapi_operator) --------------------------------------------------------------
 
@@ -226,7 +228,7 @@ def status_class(status: int) -> str:
 #: Every metric family name the code exports (the queue gauge comes from a collector).
 def exported_names() -> frozenset[str]:
     """Names a PromQL query may use: families plus their `_total/_bucket/...` series."""
-    names: set[str] = {CELERY_QUEUE_LENGTH_NAME}
+    names: set[str] = {CELERY_QUEUE_LENGTH_NAME, AI_HISTORY_BACKLOG_NAME}
     for value in globals().values():
         if isinstance(value, Counter):
             names.add(value._name + "_total")
