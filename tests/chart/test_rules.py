@@ -52,7 +52,7 @@ def test_promtool_check_rules_accepts_the_chart_rules(promtool: str, rules_dir: 
     result = run(promtool, "check", "rules", "rules.yaml", cwd=rules_dir)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass(promtool: str, rules_dir: Path) -> None:
@@ -83,6 +83,7 @@ def test_issue_alerts_are_all_present(alert_rules: list[dict[str, Any]]) -> None
         "StructuredApiProviderBreakerOpen",
         "StructuredApiOperatorReconcileErrors",
         "StructuredApiConfigGenerationLag",
+        "StructuredApiAIHistoryBacklog",
     }
 
 
