@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -34,17 +35,19 @@ def _default(value: Any) -> Any:
 _OPTIONS: Final = orjson.OPT_NON_STR_KEYS
 
 
-def dumpb(payload: Any) -> bytes:
-    """Compact UTF-8 JSON used for every response body.
-
-    orjson (about 5x faster than the standard library on an envelope; the body is built
-    on every request); what it refuses (integers beyond 64 bits) goes through `json`.
-    """
+def fast_json(payload: Any, default: Callable[[Any], Any]) -> bytes:
+    """Compact UTF-8 JSON: orjson (about 5x the standard library on an envelope), and
+    `json` for what orjson refuses (integers beyond 64 bits). Bodies and log lines."""
     try:
-        return orjson.dumps(payload, default=_default, option=_OPTIONS)
+        return orjson.dumps(payload, default=default, option=_OPTIONS)
     except orjson.JSONEncodeError:
-        text = json.dumps(payload, default=_default, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(payload, default=default, separators=(",", ":"), ensure_ascii=False)
         return text.encode()
+
+
+def dumpb(payload: Any) -> bytes:
+    """Compact UTF-8 JSON used for every response body."""
+    return fast_json(payload, _default)
 
 
 def dumps(payload: Any) -> str:

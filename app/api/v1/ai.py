@@ -91,7 +91,7 @@ def _idempotency_key() -> str | None:
 
 
 def _location(job_id: uuid.UUID) -> str:
-    return f"{request.path.rstrip('/')}/{job_id}"  # /v2/ai/jobs submits get /v2/... back
+    return f"/v1/ai/jobs/{job_id}"  # under /v2, the v2 blueprint rewrites it
 
 
 @bp.post("/jobs")

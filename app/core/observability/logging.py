@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any, Final
 
-import orjson
 from flask import g, has_request_context
 from opentelemetry import trace
 
 from app.config import Settings
+from app.core.responses import fast_json
 
 _RESERVED: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -41,10 +40,8 @@ class RequestContextFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object; extra fields are kept, never secrets."""
 
-    # orjson, with the standard library for what it refuses (integers beyond 64 bits),
-    # and the timestamp's seconds part reused within the same second: the access log
-    # writes a line per request, so this is on the hot path.
-    _encoder: Final = json.JSONEncoder(default=str, ensure_ascii=False)
+    # orjson (`fast_json`) and the timestamp's seconds part reused within the same
+    # second: the access log writes a line per request, so this is on the hot path.
 
     def __init__(self) -> None:
         super().__init__()
@@ -70,10 +67,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(out, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-        except orjson.JSONEncodeError:
-            return self._encoder.encode(out)
+        return fast_json(out, str).decode()
 
 
 def configure_logging(settings: Settings) -> None:
