@@ -7,6 +7,9 @@ Same run, same machine, same provider: the local simulator process (scripts/prov
 answers `POST /v1/chat/completions`. Scenarios, interleaved pass by pass:
 
     direct        httpx -> simulator (keep-alive): what a client calling the provider pays
+    flask-proxy   httpx -> a bare Flask app under the same gunicorn (bench/apps/flask_proxy.py)
+                  that forwards the prompt with httpx and returns the text: the floor any
+                  Flask + gunicorn + httpx gateway adds on this machine, before its own work
     livez         httpx -> gunicorn `GET /livez`: the HTTP hop alone, no gateway work
     pipeline      `POST /v1/ai/generate` for a model nobody serves (404): the per-request
                   pipeline (request id, JWT, rate limit, version lifecycle, validation,
@@ -21,13 +24,16 @@ answers `POST /v1/chat/completions`. Scenarios, interleaved pass by pass:
 
 Each request is timed on its own, sequentially (latency, not throughput); the table gives
 p50 and p99 in milliseconds, the p50/p99 added over `direct`, and the CPU the gunicorn
-worker spent per request (from /proc: less sensitive to a busy machine than latency;
-it includes the worker's history drainer writing the rows to PostgreSQL in batches).
+worker (for flask-proxy: the proxy's) spent per request (from /proc: less sensitive to a
+busy machine than latency; it includes the worker's history drainer writing the rows to
+PostgreSQL in batches).
 The differences between rows give the breakdown, which adds up to gateway - direct:
 livez - direct is the HTTP hop (less the simulator's own service time), pipeline - livez
 the per-request pipeline, echo - pipeline the gateway bookkeeping, gateway - echo the
 provider call through our client (plus that service time). The goal (issue 5) is under 2 ms
-p50 added on a non-streamed call. A token budget policy is active so the reserve/settle
+p50 added on a non-streamed call; `flask-proxy` says how much of that budget the web stack
+and the second HTTP call take by themselves, and gateway - flask-proxy is what our gateway
+costs over that floor. A token budget policy is active so the reserve/settle
 round trips are in the numbers. At the end the run checks that every answered generate
 left its history row in PostgreSQL (the rows are written behind the answers). PostgreSQL
 and Redis come from the wheels (scripts/devstack) unless DATABASE_URL / REDIS_URL are
@@ -247,6 +253,15 @@ def main() -> None:
             env, tmp / "gunicorn.log",
         ))  # fmt: skip
         _wait_http(f"{api_url}/livez")
+        proxy_port = free_port()
+        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        proxy = stack.enter_context(_process(
+            [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4",
+             "--worker-class", "gthread", "--keep-alive", "5", "--log-level", "warning",
+             "--bind", f"127.0.0.1:{proxy_port}", "bench.apps.flask_proxy:application"],
+            {**env, "PROVIDER_URL": f"{sim_url}/v1", "PROVIDER_KEY": KEY}, tmp / "proxy.log",
+        ))  # fmt: skip
+        _wait_http(f"{proxy_url}/")
 
         direct_body = {"model": "sim-small", "max_tokens": 64,
                        "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
@@ -258,6 +273,10 @@ def main() -> None:
             r = client.post(f"{sim_url}/v1/chat/completions", json=direct_body,
                             headers=sim_headers)  # fmt: skip
             assert r.status_code == 200
+
+        def flask_proxy() -> None:
+            r = client.post(f"{proxy_url}/v1/ai/generate", json=gateway_body)
+            assert r.status_code == 200, r.text
 
         def livez() -> None:
             assert client.get(f"{api_url}/livez").status_code == 200
@@ -282,8 +301,8 @@ def main() -> None:
             assert r.status_code == 200 and r.text.rstrip().endswith("}")
 
         scenarios: dict[str, Callable[[], None]] = {
-            "direct": direct, "livez": livez, "pipeline": pipeline, "echo": echo,
-            "gateway": gateway, "gateway-sse": gateway_sse,
+            "direct": direct, "flask-proxy": flask_proxy, "livez": livez, "pipeline": pipeline,
+            "echo": echo, "gateway": gateway, "gateway-sse": gateway_sse,
         }  # fmt: skip
         warmup = 50
         for fn in scenarios.values():  # warm up: connections, caches, first snapshot
@@ -292,9 +311,10 @@ def main() -> None:
         cpu: dict[str, float] = dict.fromkeys(scenarios, 0.0)
         for _ in range(args.passes):
             for name, fn in scenarios.items():
-                before = _cpu_seconds(api.pid)
+                master = proxy.pid if name == "flask-proxy" else api.pid
+                before = _cpu_seconds(master)
                 samples[name] += _timed(fn, args.requests)
-                cpu[name] += _cpu_seconds(api.pid) - before
+                cpu[name] += _cpu_seconds(master) - before
         answered = sum(len(samples[n]) + warmup for n in ("echo", "gateway", "gateway-sse"))
         written = _history_rows(env, answered)
 
@@ -328,6 +348,10 @@ def main() -> None:
     print("breakdown of gateway +p50 (p50 differences; api cpu differences):")
     for item in breakdown:
         print(f"  {item['step']:<40}{item['p50_ms']:>7.2f} ms{item['api_cpu_ms']:>8.2f} ms cpu")
+    floor = by_name["flask-proxy"]["added_p50_ms"]
+    over = round(by_name["gateway"]["p50_ms"] - by_name["flask-proxy"]["p50_ms"], 3)
+    print(f"floor: a bare Flask proxy under the same gunicorn adds {floor:.2f} ms p50; "
+          f"our gateway adds {over:.2f} ms p50 over it")  # fmt: skip
     print(f"history rows written: {written} of {answered} answered generates")
     load_after = os.getloadavg()[0]
     print(f"machine: load average {load_before:.2f} before, {load_after:.2f} after; "
@@ -336,6 +360,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(
             {"results": rows, "breakdown": breakdown, "goal_met": goal,
+             "floor": {"flask_proxy_added_p50_ms": floor, "gateway_over_floor_p50_ms": over},
              "history": {"answered": answered, "written": written},
              "machine": {"load_before": load_before, "load_after": load_after,
                          "calibration_s": round(calibration, 3)}}, indent=2,

@@ -97,6 +97,7 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
             usual.headers,
             usual.env,
         ),
+        Scenario(report.FLOOR, "bench.apps.bare_redis:application", Load("/ping"), "/ping"),
         Scenario("ours: public GET", OURS, Load("/versions")),
         Scenario(
             "ours: authenticated + rate-limited GET", OURS, Load("/v1/bench/ping", headers=auth)

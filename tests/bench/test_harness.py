@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.bench_smoke, pytest.mark.slow]
 EXPECTED = [
     "bare Flask",
     "usual Flask stack",
+    "bare Flask + one Redis script",
     "ours: public GET",
     "ours: authenticated + rate-limited GET",
     "ours: cached GET (hit)",
