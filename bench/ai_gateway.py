@@ -238,7 +238,7 @@ def main() -> None:
             "DATABASE_URL": database_url, "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING", "RATE_LIMIT_DEFAULT_REQUESTS": "10000000",
             "PYTHONPATH": str(ROOT / "scripts"), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
-            "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4",
+            "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4", "METRICS_PORT": "0",
         }  # fmt: skip
         (tmp / "prom").mkdir()
         sim_port, api_port = free_port(), free_port()

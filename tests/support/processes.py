@@ -197,9 +197,15 @@ def run_in_group(
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    """This process's environment plus `overrides`, unbuffered Python output."""
+    """This process's environment plus `overrides`, unbuffered Python output.
+
+    `METRICS_PORT` defaults to 0 (a free port the process picks): gunicorn masters and
+    Celery workers of tests running side by side would all try 9808 otherwise, and only
+    the first would serve its metrics. A test that scrapes one passes the port it chose.
+    """
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("METRICS_PORT", "0")
     env.update(overrides)
     return env
 
