@@ -103,12 +103,16 @@ def make_store(settings: Settings) -> Iterator[Callable[..., ConfigStore]]:
 def test_a_committed_change_arrives_by_pubsub_long_before_the_next_poll(
     make_store: Callable[..., ConfigStore], committed: Writer
 ) -> None:
-    store = make_store(config_poll_interval=30)
+    # The next poll is a minute away, so arriving within a few seconds can only be the
+    # announcement. The 1 s of issue 4 is asserted end to end, across gunicorn workers,
+    # in test_propagation.py; here a stall of the shared CI machine (one seen: > 1 s)
+    # must not pass for a lost message.
+    store = make_store(config_poll_interval=60)
     assert store.loaded
     name = f"w-{secrets.token_hex(3)}"
-    created = wait_generation(store, committed(name).generation, timeout=1.0)
+    created = wait_generation(store, committed(name).generation, timeout=5.0)
     assert name in store.current().rate_limit_policies
-    removed = wait_generation(store, committed(name, remove=True).generation, timeout=1.0)
+    removed = wait_generation(store, committed(name, remove=True).generation, timeout=5.0)
     assert name not in store.current().rate_limit_policies
     log.info("pubsub propagation: create %.1f ms, delete %.1f ms", created * 1e3, removed * 1e3)
 
