@@ -41,10 +41,13 @@ def test_killed_mid_reconcile_operator_converges_without_duplicates(
     kube: Kubectl, operator_factory: Any, stack_engine: sa.Engine
 ) -> None:
     operator: OperatorProcess = operator_factory()
-    operator.start()
     suffix = kube.namespace[-6:]
     names = [f"p{i:02d}-{suffix}" for i in range(COUNT)]
+    # Applied before the operator starts, so all of them are pending when it does. Started
+    # first, it kept pace with a slow `kubectl apply` on a busy CI machine and had stored
+    # every row by the time apply returned: no reconcile was left to interrupt.
     kube.apply("---\n".join(manifest("RateLimitPolicy", n, spec(10)) for n in names))
+    operator.start()
     eventually(lambda: len(rows(stack_engine, kube.namespace)) >= 3, timeout=30, what="first rows")
     operator.kill()
     stored_at_kill = len(rows(stack_engine, kube.namespace))
