@@ -7,8 +7,8 @@ Same run, same machine, same provider: the local simulator process (scripts/prov
 answers `POST /v1/chat/completions`. Scenarios, interleaved pass by pass:
 
     direct        httpx -> simulator (keep-alive): what a client calling the provider pays
-    flask-proxy   httpx -> a bare Flask app under the same gunicorn (bench/apps/flask_proxy.py)
-                  that forwards the prompt with httpx and returns the text: the floor any
+    flask-proxy   httpx -> bare Flask (bench/apps/flask_proxy.py) under the same gunicorn
+                  config, forwarding the prompt with httpx and returning the text: the floor any
                   Flask + gunicorn + httpx gateway adds on this machine, before its own work
     livez         httpx -> gunicorn `GET /livez`: the HTTP hop alone, no gateway work
     pipeline      `POST /v1/ai/generate` for a model nobody serves (404): the per-request
@@ -256,10 +256,11 @@ def main() -> None:
         proxy_port = free_port()
         proxy_url = f"http://127.0.0.1:{proxy_port}"
         proxy = stack.enter_context(_process(
-            [sys.executable, "-m", "gunicorn", "--workers", "1", "--threads", "4",
-             "--worker-class", "gthread", "--keep-alive", "5", "--log-level", "warning",
+            [sys.executable, "-m", "gunicorn", "-c", "app/gunicorn_conf.py",
              "--bind", f"127.0.0.1:{proxy_port}", "bench.apps.flask_proxy:application"],
-            {**env, "PROVIDER_URL": f"{sim_url}/v1", "PROVIDER_KEY": KEY}, tmp / "proxy.log",
+            # Its own multiprocess directory: gunicorn_conf empties it at start.
+            {**env, "PROVIDER_URL": f"{sim_url}/v1", "PROVIDER_KEY": KEY,
+             "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom-proxy")}, tmp / "proxy.log",
         ))  # fmt: skip
         _wait_http(f"{proxy_url}/")
 

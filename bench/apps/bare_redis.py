@@ -1,38 +1,33 @@
 """Bare Flask plus the one Redis call issue 4 requires per request: the floor of our row.
 
 The same GET as bare_flask.py, and before it the rate limiter's real GCRA script
-(app/core/ratelimit/gcra.lua) for one limit of one key, on a connection the calling thread
-owns (the cheapest way redis-py offers: no pool checkout, no retry wrapper). No JWT,
+(app/core/ratelimit/gcra.lua) for one limit of one key, sent the way our limiter sends it
+(`ThreadCommands`: a connection the calling thread owns, no pool checkout). No JWT,
 metrics, logs, headers or envelope. bench/run.py serves it under the same gunicorn as
 every other row: the distance from bare Flask to this row is what one round trip costs by
 itself; the distance from here to ours is the rest of our pipeline. REDIS_URL as usual.
 """
 
 import os
-import threading
 
 import redis
 from flask import Flask, jsonify
 
 from app.core.ratelimit.store import SCRIPT
+from app.core.redis import ThreadCommands
 
 application = Flask(__name__)
 _client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=0.2)
+_command = ThreadCommands(_client)
 _SHA = _client.script_load(SCRIPT)
 # 1 limit, no shadow counter, no gate; 1,000,000 requests a second, consumed.
 _ARGS = ("EVALSHA", _SHA, 1, "bench:floor:{global}", 1, 3900, 0, 0.001, 1000.0, 1, 0, 1)
-_local = threading.local()
 
 
 @application.before_request
 def limit():  # type: ignore[no-untyped-def]
     """One script call, its reply read (and, like a limiter, looked at)."""
-    conn = getattr(_local, "conn", None)
-    if conn is None:
-        pool = _client.connection_pool
-        conn = _local.conn = pool.connection_class(**pool.connection_kwargs)
-    conn.send_command(*_ARGS)
-    _, rows = conn.read_response()
+    _, rows = _command(*_ARGS)
     if not rows[0][0]:
         return jsonify(error="rate limited"), 429
     return None
