@@ -15,7 +15,7 @@ PYTEST := $(RUN) pytest -p no:cacheprovider
 # Marks that need extra machinery or minutes; `test-fast` leaves them out, `test` runs all.
 SLOW_MARKS := slow or browser or k8s or chaos or bench_smoke
 
-.PHONY: help venv dev lint test test-fast control-plane bench chaos chart-test docs crds clean clean-dev
+.PHONY: help venv tools dev lint test test-fast control-plane bench chaos chart-test docs crds clean clean-dev flask
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -26,8 +26,15 @@ venv: ## Install uv if missing, then create .venv exactly from uv.lock
 		PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
 
-dev: venv ## Run api, worker, beat (+ PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)
+tools: ## Install the Debian packages the suite uses when missing (Chromium, promtool, wrk, setpriv)
+	scripts/install-test-tools.sh
+
+dev: venv ## Run api, worker, beat, AI simulator (+ PostgreSQL, Redis unless DATABASE_URL/REDIS_URL)
 	$(RUN) python scripts/dev.py
+
+# ARGS: the command line, e.g. `make flask ARGS="users list"` (same as `uv run flask users list`).
+flask: venv ## Run a `flask ...` command against the dev stack (settings from .dev/env)
+	$(RUN) flask $(ARGS)
 
 lint: ## ruff (lint + format check) and mypy
 	$(RUN) ruff check .
@@ -35,7 +42,8 @@ lint: ## ruff (lint + format check) and mypy
 	$(RUN) mypy
 
 # pytest's exit code 5 (no tests collected) fails the target like any other failure.
-test: venv lint ## Lint, then the whole suite with every mark
+# tools and control-plane come first so their progress shows instead of a silent fixture.
+test: venv tools control-plane lint ## Install/build what the suite needs, lint, every mark
 	$(PYTEST) -m ""
 
 test-fast: venv ## The suite without slow, browser, k8s, chaos and bench_smoke tests

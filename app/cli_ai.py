@@ -1,9 +1,11 @@
-"""`flask dead-letters ...` and `flask ai ...`: dead-letter list/replay, key re-encryption."""
+"""`flask dead-letters ...` and `flask ai ...`: dead letters, keys, the dev provider."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from typing import Final
 
 import click
 from flask import Flask, current_app
@@ -11,9 +13,14 @@ from flask.cli import AppGroup
 
 from app.config import Settings
 from app.core.db import session_scope
-from app.core.errors import ApiError
+from app.core.errors import ApiError, NotFound
 from app.models.jobs import DeadLetterPublic, DeadLetterQuery
 from app.services import ai_credentials, dead_letters
+from app.services import config as config_service
+
+#: The AIProvider `make dev` registers for its provider simulator (scripts/provider_sim).
+DEV_PROVIDER: Final = "dev-simulator"
+DEV_MODELS: Final = ("sim-small", "sim-large")
 
 dead_letters_cli = AppGroup("dead-letters", help="Tasks that failed their last retry.")
 ai_cli = AppGroup("ai", help="AI gateway maintenance.")
@@ -58,6 +65,46 @@ def rotate_credentials() -> None:
             session=session, settings=settings, actor="cli:rotate-credentials"
         )
     click.echo(json.dumps({"reencrypted": changed}))
+
+
+@ai_cli.command("dev-provider")
+@click.option("--base-url", help="The simulator's OpenAI-compatible base URL (ends in /v1).")
+@click.option("--remove", is_flag=True, help="Delete the development provider instead.")
+def dev_provider(base_url: str | None, remove: bool) -> None:
+    """Register (or --remove) the development-only provider of the local simulator.
+
+    Refused outside APP_ENV=development: a real install declares its providers as
+    AIProvider resources or through /v1/admin/ai-providers.
+    """
+    settings: Settings = current_app.extensions["settings"]
+    if not settings.is_development:
+        raise click.ClickException("dev-provider only runs with APP_ENV=development")
+    source = config_service.Source.admin()
+    with session_scope() as session:
+        if remove:
+            # Already gone (or never there): nothing to undo.
+            with contextlib.suppress(NotFound):
+                config_service.delete_config(
+                    session=session, kind="AIProvider", name=DEV_PROVIDER, source=source,
+                    actor="cli:dev-provider",
+                )  # fmt: skip
+            click.echo(json.dumps({"name": DEV_PROVIDER, "removed": True}))
+            return
+        if not base_url:
+            raise click.UsageError("--base-url is required (unless --remove)")
+        spec = {
+            "type": "OpenAICompatible",
+            "baseURL": base_url,
+            "models": [{"name": m} for m in DEV_MODELS],
+            "defaultModel": DEV_MODELS[0],
+            "timeoutSeconds": 10,
+            "maxRetries": 1,
+        }
+        change = config_service.upsert_config(
+            session=session, kind="AIProvider", name=DEV_PROVIDER, spec=spec, source=source,
+            actor="cli:dev-provider",
+        )  # fmt: skip
+        click.echo(json.dumps({"name": DEV_PROVIDER, "action": change.action, "spec": spec}))
 
 
 def register_ai_cli(app: Flask) -> None:

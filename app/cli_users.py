@@ -1,7 +1,8 @@
-"""`flask users ...` and `flask api-keys ...`: admin bootstrap and key management.
+"""`flask users ...` and `flask api-keys ...`: admin bootstrap, accounts and keys.
 
 No default credentials exist anywhere: the first admin is created here with a
 password read from a file, the `SAPI_ADMIN_PASSWORD` environment variable or a prompt.
+Every command prints JSON (one object per line) so scripts can read it.
 """
 
 from __future__ import annotations
@@ -10,23 +11,28 @@ import json
 import sys
 import uuid
 from pathlib import Path
+from typing import Final
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from pydantic import TypeAdapter, ValidationError
+from sqlmodel import Session
 
 from app.core.auth import auth_state
-from app.core.auth.caller import Role
+from app.core.auth.caller import ADMIN_SCOPE_PREFIX, SCOPES, Role
 from app.core.auth.passwords import password_problems
 from app.core.db import session_scope
-from app.core.errors import AlreadyExists, NotFound
-from app.models.user import NormalisedEmail
+from app.core.errors import AlreadyExists, ApiError, NotFound
+from app.models.api_key import MAX_EXPIRY_DAYS
+from app.models.user import NormalisedEmail, User
 from app.services import api_keys as key_service
 from app.services import users as user_service
 
 users_cli = AppGroup("users", help="Manage user accounts.")
-keys_cli = AppGroup("api-keys", help="List and revoke API keys.")
+keys_cli = AppGroup("api-keys", help="Create, list and revoke API keys.")
+#: Who the audit log and the user-update service see as the actor of a CLI change.
+CLI_ACTOR: Final = "cli"
 
 
 def _read_password(password_file: str | None, from_env: str | None) -> str:
@@ -71,6 +77,129 @@ def create_admin(email: str, password_file: str | None, from_env: str | None) ->
         except AlreadyExists:
             raise click.ClickException(f"a user with email {address} already exists") from None
         click.echo(json.dumps({"id": str(user.id), "email": user.email, "roles": user.roles}))
+
+
+def _user_json(user: User) -> str:
+    return json.dumps(
+        {
+            "id": str(user.id),
+            "email": user.email,
+            "roles": sorted(user.roles),
+            "disabled": not user.is_active,
+            "created_at": user.created_at.isoformat(),
+            "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+        }
+    )
+
+
+def _find_user(session: Session, email: str) -> User:
+    user = user_service.get_user_by_email(session=session, email=email.strip().lower())
+    if user is None:
+        raise click.ClickException(f"no user with email {email.strip().lower()}")
+    return user
+
+
+@users_cli.command("list")
+@click.option("--email", default=None, help="Only emails containing this text.")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=None)
+@click.option("--disabled/--active", "disabled", default=None, help="Only disabled/active ones.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+def list_users(email: str | None, role: str | None, disabled: bool | None, limit: int) -> None:
+    """Print one JSON line per user, oldest first (the total goes to stderr)."""
+    with session_scope() as session:
+        rows, total = user_service.list_users(
+            session=session, limit=limit, offset=0, email=email, role=role, disabled=disabled
+        )
+        for user in rows:
+            click.echo(_user_json(user))
+    click.echo(f"# {len(rows)} of {total}", err=True)
+
+
+def _update(email: str, *, roles: list[str] | None, disabled: bool | None) -> None:
+    with session_scope() as session:
+        user = _find_user(session, email)
+        try:
+            updated = user_service.update_user(
+                session=session,
+                auth=auth_state(),
+                actor_id=CLI_ACTOR,
+                user_id=user.id,
+                roles=roles,
+                disabled=disabled,
+            )
+        except ApiError as exc:
+            raise click.ClickException(f"{exc.code.value}: {exc.message}") from None
+        click.echo(_user_json(updated))
+
+
+@users_cli.command("disable")
+@click.argument("email")
+@click.option("--enable", is_flag=True, help="Enable the account again instead.")
+def disable_user(email: str, enable: bool) -> None:
+    """Disable an account: its sessions, tokens and API keys stop working at once."""
+    _update(email, roles=None, disabled=not enable)
+
+
+@users_cli.command("set-roles")
+@click.argument("email")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice([r.value for r in Role]),
+    help="A role to hold (repeat for several); replaces the current roles.",
+)
+def set_roles(email: str, roles: tuple[str, ...]) -> None:
+    """Replace an account's roles; its current access tokens are refused (refresh to continue)."""
+    _update(email, roles=sorted(set(roles)), disabled=None)
+
+
+@keys_cli.command("create")
+@click.option("--email", required=True, help="Owner of the key.")
+@click.option("--name", required=True, help="A label to recognise the key by.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(sorted(SCOPES)),
+    help="A scope (repeat for several). Default: every scope except admin ones.",
+)
+@click.option("--expires-in-days", type=click.IntRange(1, MAX_EXPIRY_DAYS), default=None)
+@click.option("--key-only", is_flag=True, help="Print only the key (for KEY=$(...) in a shell).")
+def create_key(
+    email: str, name: str, scopes: tuple[str, ...], expires_in_days: int | None, key_only: bool
+) -> None:
+    """Create an API key and print it once (with its id); only its hash is stored."""
+    wanted = list(scopes) or [s for s in SCOPES if not s.startswith(ADMIN_SCOPE_PREFIX)]
+    with session_scope() as session:
+        owner = _find_user(session, email)
+        try:
+            row, key = key_service.create_api_key(
+                session=session,
+                auth=auth_state(),
+                user_id=owner.id,
+                name=name,
+                scopes=wanted,
+                expires_in_days=expires_in_days,
+            )
+        except ApiError as exc:
+            raise click.ClickException(f"{exc.code.value}: {exc.message}") from None
+        if key_only:
+            click.echo(key)
+            return
+        click.echo(
+            json.dumps(
+                {
+                    "id": str(row.id),
+                    "key": key,
+                    "name": row.name,
+                    "owner": owner.email,
+                    "scopes": row.scopes,
+                    "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+                }
+            )
+        )
 
 
 @keys_cli.command("list")

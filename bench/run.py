@@ -119,6 +119,15 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
     ]
 
 
+_STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    """One progress line on stderr, stamped with the time since `make bench` started."""
+    took = int(time.monotonic() - _STARTED)
+    print(f"[bench {took // 60}m{took % 60:02d}s] {message}", file=sys.stderr, flush=True)
+
+
 def serve_and_measure(
     group: list[Scenario], fx: Fixtures, args: Namespace, work: Path
 ) -> dict[str, Measurement]:
@@ -134,7 +143,7 @@ def serve_and_measure(
     out: dict[str, Measurement] = {}
     with pipeline.gunicorn(server, shape, env, work / f"{slug}.log") as (url, master):
         for sc in group:
-            print(f"  {sc.name} ...", file=sys.stderr, flush=True)
+            say(f"  {sc.name} ({args.duration + args.warmup:g} s of load) ...")
             want = sc.load
             if sc.etag:  # the first read fills the cache; its ETag makes every later one a 304
                 got = httpx.get(url + want.path, headers=want.headers, timeout=30)
@@ -148,7 +157,7 @@ def serve_and_measure(
             if m.requests:
                 m.app_cpu_ms = round((app1 - app0) * 1000 / m.requests, 3)
                 m.deps_cpu_ms = round((deps1 - deps0) * 1000 / m.requests, 3)
-            print(f"    {m.rps:,.0f} req/s, p99 {m.p99_ms:.1f} ms, {m.statuses}", file=sys.stderr)
+            say(f"    {m.rps:,.0f} req/s, p99 {m.p99_ms:.1f} ms, {m.statuses}")
     return out
 
 
@@ -176,14 +185,14 @@ def others(args: Namespace, out: Path) -> list[str]:
     """Run each other bench/ script present; its report to <name>.txt/.json. Failures."""
     failed = []
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    for script, extra in OTHERS.items():
+    for number, (script, extra) in enumerate(OTHERS.items(), 1):
         path = ROOT / "bench" / script
         if not path.exists():
-            print(f"{script}: not present, skipped", file=sys.stderr)
+            say(f"{script}: not present, skipped")
             continue
         stem = path.stem
         cmd = [sys.executable, str(path), *extra, "--json", str(out / f"{stem}.json")]
-        print(f"{script} ...", file=sys.stderr, flush=True)
+        say(f"script {number}/{len(OTHERS)}: {script} (up to {args.others_timeout:g} s) ...")
         started = time.monotonic()
         try:
             done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
@@ -193,7 +202,7 @@ def others(args: Namespace, out: Path) -> list[str]:
             text, code = f"timed out after {args.others_timeout:g} s", -1
         (out / f"{stem}.txt").write_text(f"$ python bench/{script} {' '.join(extra)}\n\n{text}")
         took = time.monotonic() - started
-        print(f"  exit {code} after {took:.0f} s", file=sys.stderr, flush=True)
+        say(f"  exit {code} after {took:.0f} s")
         if code != 0:
             failed.append(script)
     return failed
@@ -224,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [s for s in scenarios(fx, args.ratio)
                   if not args.only or any(o in s.name for o in args.only)]  # fmt: skip
         best: dict[str, Measurement] = {}
+        batches = groups(chosen)
         for round_ in range(1, args.rounds + 1):
-            for group in groups(chosen):
-                print(f"round {round_}: {group[0].wsgi} {group[0].env}", file=sys.stderr)
+            for number, group in enumerate(batches, 1):
+                say(
+                    f"round {round_}/{args.rounds}, server {number}/{len(batches)}: "
+                    f"{group[0].wsgi} {group[0].env}"
+                )
                 for name, m in serve_and_measure(group, fx, args, work).items():
                     if name not in best or m.rps > best[name].rps:
                         best[name] = m
@@ -245,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         report.sync_docs(DOC, md)
     failed = [] if args.skip_others else others(args, args.out)
     if failed:
-        print(f"failed: {', '.join(failed)} (see {args.out}/*.txt)", file=sys.stderr)
+        say(f"failed: {', '.join(failed)} (see {args.out}/*.txt)")
     return 1 if failed else 0
 
 

@@ -20,13 +20,38 @@ cache="${CONTROL_PLANE_CACHE:-$here/.cache/control-plane}"
 shared="${STRUCTURED_API_SHARED_CACHE:-$HOME/.cache/structured-api/control-plane}"
 mkdir -p "$cache" "$shared"
 
-log() { printf '[control-plane] %s\n' "$*" >&2; }
+started=$SECONDS
+log() {
+  local s=$((SECONDS - started))
+  printf '[control-plane %dm%02ds] %s\n' $((s / 60)) $((s % 60)) "$*" >&2
+}
+
+# step <what> <command...>: run one stage of a build, saying when it starts, that it is
+# still working every 30 s (a cold `go build` of kube-apiserver is silent for minutes on
+# 2 cores) and how long it took. The command's own output goes to stderr as before.
+step() {
+  local what="$1" t0=$SECONDS ticks=0 pid
+  shift
+  log "$what ..."
+  "$@" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    ticks=$((ticks + 1))
+    if ((ticks % 30 == 0)); then log "$what: still working ($((SECONDS - t0)) s)"; fi
+  done
+  wait "$pid"
+  log "$what: done in $((SECONDS - t0)) s"
+}
 
 # reuse <name> <version>: copy a binary from the shared cache when it is there.
 reuse() {
   local name="$1" version="$2"
   local dst="$cache/$name-$version/$name" src="$shared/$name-$version/$name"
-  [ -x "$dst" ] && return 0
+  if [ -x "$dst" ]; then
+    log "$name $version: cached ($dst)"
+    return 0
+  fi
   if [ -x "$src" ]; then
     mkdir -p "$(dirname "$dst")"
     cp "$src" "$dst.tmp" && mv "$dst.tmp" "$dst"
@@ -60,14 +85,15 @@ build_kube_apiserver() {
     grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk '{print $1}' | while read -r m; do
       go mod edit -replace="$m=$m@$staging"
     done
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$v"
+    step "kube-apiserver 1/2: download modules" go get "k8s.io/kubernetes/cmd/kube-apiserver@$v"
     local pkgs="k8s.io/component-base/version k8s.io/client-go/pkg/version"
     local ld="-s -w"
     for p in $pkgs; do
       ld="$ld -X $p.gitVersion=$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
     done
     mkdir -p "$out"
-    CGO_ENABLED=0 go build -trimpath -ldflags "$ld" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
+    CGO_ENABLED=0 step "kube-apiserver 2/2: compile (~6 min cold on 2 cores)" \
+      go build -trimpath -ldflags "$ld" -o "$out/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
     mv "$out/kube-apiserver.tmp" "$out/kube-apiserver"
   )
   rm -rf "$work"
@@ -84,9 +110,10 @@ build_etcd() {
   (
     cd "$work"
     go mod init structured-api.io/throwaway-etcd >/dev/null 2>&1
-    go get "go.etcd.io/etcd/server/v3@$v"
+    step "etcd 1/2: download modules" go get "go.etcd.io/etcd/server/v3@$v"
     mkdir -p "$out"
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
+    CGO_ENABLED=0 step "etcd 2/2: compile (~1.5 min cold)" \
+      go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
     mv "$out/etcd.tmp" "$out/etcd"
   )
   rm -rf "$work"

@@ -1,15 +1,21 @@
-"""Run the whole stack for development: PostgreSQL, Redis, migrations, api, worker, beat.
+"""Run the whole stack for development: PostgreSQL, Redis, migrations, api, worker, beat,
+and the AI provider simulator with a development-only provider for it.
 
 Usage: `make dev` (or `uv run python scripts/dev.py`). Ctrl-C stops everything.
 
 - APP_ENV defaults to `development`.
+- DEV_DIR (default .dev/) holds the data, logs and `env`: the settings every process of
+  the stack got (APP_ENV, SECRET_KEY, DATABASE_URL, REDIS_URL, ...), which `uv run flask
+  ...` reads (app/cli_app.py), so the CLI talks to this stack with nothing exported.
 - DATABASE_URL / REDIS_URL unset: PostgreSQL / Redis start from the wheels in the venv, with
-  data under .dev/ (ports DEV_POSTGRES_PORT=55432 / DEV_REDIS_PORT=56379 when free).
+  data under DEV_DIR (ports DEV_POSTGRES_PORT=55432 / DEV_REDIS_PORT=56379 when free).
 - PORT (default 8000) is the api port on 127.0.0.1; the gunicorn master serves the api's
   metrics on API_METRICS_PORT (default 9809), since the worker keeps METRICS_PORT (9808).
   /metrics on the api port is off as in production; METRICS_ON_API_PORT=true turns it on.
-- AI_SIM=1 also starts the AI provider simulator (scripts/provider_sim) on AI_SIM_PORT
-  (default 9100), for an AIProvider with baseURL http://127.0.0.1:9100/v1.
+- The AI provider simulator (scripts/provider_sim) runs on AI_SIM_PORT (default 9100, another
+  free port when taken) and `flask ai dev-provider` registers the AIProvider
+  `dev-simulator` for it (models sim-small, sim-large), so `POST /v1/ai/generate` answers on
+  a fresh clone. AI_SIM=0 starts neither.
 - DEV_STOP_GRACE (default 20) is how many seconds children get to stop before SIGKILL; a
   second Ctrl-C skips the wait.
 """
@@ -31,13 +37,17 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from devstack import PostgresServer, RedisServer
-from devstack.process import LOOPBACK, become_subreaper, port_is_free
+from devstack.process import LOOPBACK, become_subreaper, free_port, port_is_free
 from devstack.server import ManagedServer, ServerError
 from devstack.supervisor import Supervisor, kill_descendants
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_DIR = ROOT / ".dev"
+DEV_DIR = Path(os.environ.get("DEV_DIR") or ROOT / ".dev").resolve()
 LOG_DIR = DEV_DIR / "logs"
+#: The settings of the stack's processes, for the CLI (app/cli_app.py reads it).
+ENV_FILE = DEV_DIR / "env"
+#: Settings copied into ENV_FILE when the stack's processes got them.
+SHARED_SETTINGS = ("APP_ENV", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "AI_ALLOWED_HTTP_HOSTS")
 
 
 class Stop(Exception):
@@ -82,7 +92,7 @@ def _dev_secret_key() -> str:
 def _run(
     sup: Supervisor, servers: list[ManagedServer], env: dict[str, str], stop: threading.Event
 ) -> None:
-    DEV_DIR.mkdir(exist_ok=True)
+    DEV_DIR.mkdir(parents=True, exist_ok=True)
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = _dev_secret_key()
     if not os.environ.get("DATABASE_URL"):
@@ -91,7 +101,12 @@ def _run(
     if not os.environ.get("REDIS_URL"):
         redis = RedisServer(DEV_DIR / "redis", _port("DEV_REDIS_PORT", 56379))
         env["REDIS_URL"] = _start(sup, redis, servers).url
+    sim_port = _sim_port(env)
+    if sim_port is not None:
+        # The simulator speaks plain http on loopback; only this host may be reached so.
+        env.setdefault("AI_ALLOWED_HTTP_HOSTS", LOOPBACK)
     sup.env.update(env)
+    _write_env_file(env)
     if stop.is_set():
         return
 
@@ -103,6 +118,10 @@ def _run(
     if migrate.returncode != 0:
         log = _rel(migrate.log_path)
         raise Stop(f"alembic upgrade head failed (exit {migrate.returncode}), see {log}")
+    if sim_port is not None:
+        _register_dev_provider(sup, sim_port, stop)
+        if stop.is_set():
+            return
 
     port = int(env.get("PORT", "8000"))
     if not port_is_free(port):
@@ -129,28 +148,62 @@ def _run(
          "--schedule", str(DEV_DIR / "celerybeat-schedule")],
     )  # fmt: skip
 
-    if env.get("AI_SIM"):
-        _spawn_provider_sim(sup, env)
+    if sim_port is not None:
+        _spawn_provider_sim(sup, sim_port)
     api_up = _wait_for_api(sup, servers, port, stop)
-    sup.say(_table(env, port, servers, api_up))
+    sup.say(_table(env, port, servers, api_up, sim_port))
     while not stop.wait(0.2):
         _check_alive(sup, servers)
 
 
-def _spawn_provider_sim(sup: Supervisor, env: dict[str, str]) -> None:
-    """`make dev AI_SIM=1`: the local OpenAI-compatible test server (docs/ai.md, issue 5)."""
-    sim_port = int(env.get("AI_SIM_PORT", "9100"))
-    if not port_is_free(sim_port):
-        raise Stop(f"port {sim_port} is in use; free it or set AI_SIM_PORT")
+def _sim_port(env: dict[str, str]) -> int | None:
+    """The simulator's port, or None when AI_SIM=0 turns it off."""
+    if env.get("AI_SIM", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    wanted = int(env.get("AI_SIM_PORT", "9100"))
+    return wanted if port_is_free(wanted) else free_port()
+
+
+def _sim_base_url(sim_port: int) -> str:
+    return f"http://{LOOPBACK}:{sim_port}/v1"
+
+
+def _register_dev_provider(sup: Supervisor, sim_port: int, stop: threading.Event) -> None:
+    """Point the development-only AIProvider `dev-simulator` at this run's simulator."""
+    args = [_tool("flask"), "ai", "dev-provider", "--base-url", _sim_base_url(sim_port)]
+    done = sup.run("dev-provider", args, stop)
+    if done.returncode != 0 and not stop.is_set():
+        log = _rel(done.log_path)
+        raise Stop(f"registering the dev AI provider failed (exit {done.returncode}), see {log}")
+
+
+def _spawn_provider_sim(sup: Supervisor, sim_port: int) -> None:
+    """The local OpenAI-compatible provider simulator (docs/ai.md)."""
     sup.spawn(
         "provider-sim",
         [sys.executable, "-m", "provider_sim", "--port", str(sim_port), "--stream-delay", "0.02"],
         env={"PYTHONPATH": str(ROOT / "scripts")},
     )
-    sup.say(
-        f"dev: provider simulator on http://{LOOPBACK}:{sim_port} (baseURL "
-        f"http://{LOOPBACK}:{sim_port}/v1, models sim-small/sim-large; docs/ai.md)"
-    )
+
+
+def _write_env_file(env: dict[str, str]) -> None:
+    """Write the settings the CLI needs to reach this stack (owner-only: it holds secrets)."""
+    lines = [
+        "# Written by `make dev` (scripts/dev.py): the settings of the dev stack's processes.",
+        "# `uv run flask ...` reads it (app/cli_app.py); exported variables win over it.",
+    ]
+    lines += [f"{k}={_quoted(env[k])}" for k in SHARED_SETTINGS if env.get(k)]
+    tmp = ENV_FILE.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(ENV_FILE)
+
+
+def _quoted(value: str) -> str:
+    """`value` for a dotenv file: single quotes keep it literal (no $ expansion)."""
+    if "'" in value or "\n" in value:
+        raise Stop(f"cannot write a value with a quote or newline to {_rel(ENV_FILE)}")
+    return f"'{value}'"
 
 
 def _start(sup: Supervisor, server: ManagedServer, servers: list[ManagedServer]) -> ManagedServer:
@@ -269,11 +322,23 @@ def _api_metrics_port() -> int:
     return int(os.environ.get("API_METRICS_PORT", "9809"))
 
 
-def _table(env: dict[str, str], port: int, servers: list[ManagedServer], api_up: bool) -> str:
+def _table(
+    env: dict[str, str],
+    port: int,
+    servers: list[ManagedServer],
+    api_up: bool,
+    sim_port: int | None,
+) -> str:
     base = f"http://{LOOPBACK}:{port}"
     worker_metrics = int(env.get("METRICS_PORT", "9808"))
     owned = {s.name: s for s in servers}
     logs = ", ".join(_rel(LOG_DIR / f"{n}.log") for n in ("api", "worker", "beat", "alembic"))
+    ai = (
+        f"provider simulator {_sim_base_url(sim_port)} as AIProvider `dev-simulator` "
+        "(models sim-small, sim-large)"
+        if sim_port is not None
+        else "simulator off (AI_SIM=0)"
+    )
     rows = [
         ("API", base + ("" if api_up else "  (not answering yet, see the api log)")),
         ("Docs", f"{base}/docs"),
@@ -285,7 +350,9 @@ def _table(env: dict[str, str], port: int, servers: list[ManagedServer], api_up:
         ("Probes", f"{base}/livez  {base}/readyz"),
         ("PostgreSQL", _without_password(env["DATABASE_URL"]) + _origin(owned.get("postgres"))),
         ("Redis", _without_password(env["REDIS_URL"]) + _origin(owned.get("redis"))),
+        ("AI", ai),
         ("APP_ENV", env["APP_ENV"]),
+        ("CLI settings", f"{_rel(ENV_FILE)} (read by `uv run flask ...`)"),
         ("Logs", logs),
     ]
     rows += [(f"{s.name} log", _rel(s.log_path)) for s in servers]
@@ -293,8 +360,32 @@ def _table(env: dict[str, str], port: int, servers: list[ManagedServer], api_up:
     lines = [f"  {k:<{width}}  {v}" for k, v in rows]
     rule = "-" * 72
     return "\n".join(
-        [rule, "  Structured API dev stack", *lines, "  Ctrl-C stops everything.", rule]
-    )
+        [rule, "  Structured API dev stack", *lines, "", *next_steps(port, sim_port is not None),
+         "", "  Ctrl-C stops everything.", rule]
+    )  # fmt: skip
+
+
+def next_steps(port: int, ai: bool) -> list[str]:
+    """The banner's next three things to do; README "Try it" runs the same commands."""
+    host = f"{LOOPBACK}:{port}"
+    steps = [
+        '  Next steps (in another terminal; README.md "Try it" goes further):',
+        "  1. Create the first admin (asks for a password, 12+ characters):",
+        "       uv run flask users create-admin --email admin@example.com",
+        f"  2. Open the interactive docs: http://{host}/docs",
+    ]
+    if ai:
+        steps += [
+            "  3. Call the AI endpoint with an API key of that admin:",
+            "       KEY=$(uv run flask api-keys create --email admin@example.com --name try-it"
+            " --key-only)",
+            "       curl -s -w '\\n' "
+            f'{host}/v1/ai/generate -H "authorization: Bearer $KEY"'
+            " -H 'content-type: application/json' -d '{\"prompt\": \"Hello\"}'",
+        ]
+    else:
+        steps.append("  3. AI is off (AI_SIM=0): declare an AIProvider first (docs/ai.md).")
+    return steps
 
 
 def _origin(server: ManagedServer | None) -> str:

@@ -297,6 +297,7 @@ def _start_dev(project: Path, port: int) -> subprocess.Popen[str]:
         DEV_POSTGRES_PORT=str(free_port()),
         DEV_REDIS_PORT=str(free_port()),
         DEV_STOP_GRACE="10",
+        AI_SIM="0",  # the stub project has no `flask ai dev-provider`
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
     )
     return subprocess.Popen(
