@@ -133,7 +133,18 @@ class Settings(BaseSettings):
         default_factory=list, description="Allowed CORS origins; empty disables CORS"
     )
     trusted_proxies: int = Field(
-        default=0, ge=0, le=5, description="Proxies in front whose X-Forwarded-* is trusted"
+        default=0,
+        ge=0,
+        le=5,
+        description="Proxies in front whose X-Forwarded-* is trusted; 0 uses the TCP peer "
+        "address (anything more than the proxies you run lets clients choose their IP)",
+    )
+    ratelimit_ipv6_prefix: int = Field(
+        default=64,
+        ge=32,
+        le=128,
+        description="IPv6 clients share IP-keyed limits and login/register throttles per "
+        "/N network (one host usually holds a whole /64); IPv4 is always per address",
     )
     readiness_timeout: float = Field(
         default=1.0, gt=0, description="Seconds each /readyz dependency check may take"
@@ -247,14 +258,28 @@ class Settings(BaseSettings):
     )
     argon2_time_cost: int = Field(default=2, ge=1, le=10, description="argon2id iterations")
     argon2_parallelism: int = Field(default=1, ge=1, le=8, description="argon2id lanes")
+    login_max_failures_per_account_ip: int = Field(
+        default=10,
+        ge=1,
+        description="Failed logins per account from one client IP per window before 429",
+    )
     login_max_failures_per_account: int = Field(
-        default=10, ge=1, description="Failed logins per account per window before 429"
+        default=50,
+        ge=1,
+        description="Failed logins per account from all IPs per LOGIN_ACCOUNT_WINDOW_SECONDS "
+        "before 429 (higher and shorter than the per-IP pair: bounds how long a victim can "
+        "be locked out)",
+    )
+    login_account_window_seconds: int = Field(
+        default=300, ge=1, description="Window of the per-account login failure counter, seconds"
     )
     login_max_failures_per_ip: int = Field(
         default=100, ge=1, description="Failed logins per client IP per window before 429"
     )
     login_throttle_window_seconds: int = Field(
-        default=900, ge=1, description="Window of the login failure counters, seconds"
+        default=900,
+        ge=1,
+        description="Window of the per-(account, IP) and per-IP login failure counters, seconds",
     )
     register_max_per_ip: int = Field(
         default=20, ge=1, description="Registration attempts per client IP per window"
@@ -300,8 +325,35 @@ class Settings(BaseSettings):
     ai_breaker_open_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="Seconds an open breaker waits before one probe"
     )
+    ai_max_prompt_chars: int = Field(
+        default=200_000,
+        ge=1,
+        le=10_000_000,
+        description="Characters one generate or job request may send as its prompt, all "
+        "messages together; longer is 413 AI_PROMPT_TOO_LARGE",
+    )
+    ai_stream_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="Seconds a streamed generation may run in all; then it ends with an error "
+        "event (AI_PROVIDER_TIMEOUT), charged and recorded for what was sent",
+    )
+    ai_max_concurrent_per_caller: int = Field(
+        default=8,
+        ge=0,
+        le=10_000,
+        description="Generations (JSON or streamed) one user may run at once across every "
+        "process and replica; one more is 429 RATE_CONCURRENCY_LIMIT (0 = no cap)",
+    )
     ai_default_max_tokens: int = Field(
         default=512, ge=1, le=200_000, description="max_tokens of a request that names none"
+    )
+    ai_allowed_http_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (names or IP addresses, comma-separated) an AI provider may be "
+        "called on over plain http; every other baseURL must be https. Link-local and cloud "
+        "metadata addresses are refused whatever this says",
     )
     ai_history_content: Literal["none", "redacted", "full"] = Field(
         default="redacted",
@@ -360,6 +412,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Namespaces the operator watches (comma-separated); empty = cluster-wide",
     )
+    operator_protected_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Secrets the operator never reads as AI provider keys, even when "
+        "labelled (comma-separated namespace/name, or name for any namespace): the chart "
+        "lists the release's own (database and Redis URLs, SECRET_KEY, encryption keys)",
+    )
     operator_liveness_port: int = Field(
         default=8080, ge=1, le=65535, description="Port of the operator's /healthz (kopf)"
     )
@@ -410,7 +468,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("cors_origins", "version_lifecycle_exempt_paths", mode="before")
+    @field_validator(
+        "cors_origins",
+        "version_lifecycle_exempt_paths",
+        "ai_allowed_http_hosts",
+        "operator_protected_secrets",
+        mode="before",
+    )
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         # Comma-separated in the environment (`CORS_ORIGINS=https://a,https://b`).

@@ -239,6 +239,10 @@ def main() -> None:
             "LOG_LEVEL": "WARNING", "RATE_LIMIT_DEFAULT_REQUESTS": "10000000",
             "PYTHONPATH": str(ROOT / "scripts"), "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
             "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4", "METRICS_PORT": "0",
+            "AI_ALLOWED_HTTP_HOSTS": "127.0.0.1",  # the simulator speaks plain http
+            # One caller drives every connection: the per-caller cap still runs (its cost
+            # is part of what is measured) but above the load's concurrency.
+            "AI_MAX_CONCURRENT_PER_CALLER": "1000",
         }  # fmt: skip
         (tmp / "prom").mkdir()
         sim_port, api_port = free_port(), free_port()

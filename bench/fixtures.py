@@ -105,9 +105,12 @@ def prepare(stack: ExitStack, work: Path) -> Fixtures:
         # The default policy checks every request against a limit it never reaches, so
         # each request pays for the rate-limit script without being refused.
         "RATE_LIMIT_DEFAULT_REQUESTS": "10000000",
+        # Likewise the per-caller generation cap: checked, never reached by one caller.
+        "AI_MAX_CONCURRENT_PER_CALLER": "1000",
         "LOG_LEVEL": "INFO",  # one JSON access line per request, as deployed
         "METRICS_ENABLED": "true",
         "TRACING_ENABLED": "false",  # the chart's default (values.yaml tracing.enabled)
+        "AI_ALLOWED_HTTP_HOSTS": "127.0.0.1",  # the simulator speaks plain http
     }
     from alembic import command
     from alembic.config import Config
@@ -128,6 +131,7 @@ def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:
     from app.core.auth.tokens import issue_access_token
     from app.custom.notes.models import NoteCreate
     from app.custom.notes.services import create_note
+    from app.models.user import User
     from app.services import ai_credentials
     from app.services.config import Source, upsert_config
 
@@ -154,15 +158,22 @@ def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:
             session=session, name="bench", api_key=SIM_KEY, source=Source.admin(),
             actor="bench", settings=settings,
         )  # fmt: skip
+        # A real account: notes belong to a user (their reads and writes need its token).
+        email = f"bench-{secrets.token_hex(4)}@example.com"
+        user = User(email=email, password_hash="x", roles=["user"])
+        session.add(user)
+        session.commit()
         note = create_note(
-            session=session, data=NoteCreate(title="benchmark", body="read under load " * 8)
+            session=session,
+            owner_id=user.id,
+            data=NoteCreate(title="benchmark", body="read under load " * 8),
         )
-        note_id = str(note.id)
+        note_id, user_id = str(note.id), str(user.id)
     app.extensions["config_store"].stop()
     app.extensions["db"].dispose()
     token, _ = issue_access_token(
         keyring=load_keyring(settings), issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience, ttl=6 * 3600, subject="bench-user", roles=["user"],
+        audience=settings.jwt_audience, ttl=6 * 3600, subject=user_id, roles=["user"],
         session_id=None,
     )  # fmt: skip
     return note_id, f"Bearer {token}"

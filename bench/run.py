@@ -104,8 +104,8 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
         ),
         Scenario("ours: cached GET (hit)", OURS, Load(cached, headers=auth)),
         Scenario("ours: cached GET (304)", OURS, Load(cached, headers=auth, ok=(304,)), etag=True),
-        Scenario("ours: DB-backed GET", OURS, Load(note)),
-        Scenario("ours: write", OURS, Load("/v1/notes", "POST", body, ok=(201,))),
+        Scenario("ours: DB-backed GET", OURS, Load(note, headers=auth)),
+        Scenario("ours: write", OURS, Load("/v1/notes", "POST", body, headers=auth, ok=(201,))),
         Scenario(
             "ours: AI gateway (simulator)", OURS, Load("/v1/ai/generate", "POST", ai, headers=auth)
         ),

@@ -26,6 +26,10 @@ from app.config import Settings
 from app.core import db
 
 ROOT = Path(__file__).resolve().parent.parent
+# The provider simulator (scripts/provider_sim) speaks plain http on loopback: every Settings
+# of the session and every child process (they inherit the environment) may call it so.
+# Tests of the https rule pass `ai_allowed_http_hosts` explicitly.
+os.environ.setdefault("AI_ALLOWED_HTTP_HOSTS", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,11 @@ before the call and settled with the real usage after it, so an exhausted budget
 the call up front (429 `AI_TOKEN_LIMIT`) and a cheap answer gives the rest back. A
 stream is settled in its `finally`: completed streams are charged the provider's usage,
 cut ones what reached the client, never $0 (LiteLLM#37923).
+
+Limits before any of that: the prompt's size (413 `AI_PROMPT_TOO_LARGE`, checked when a
+`Call` is built, so jobs too) and the caller's running generations (429
+`RATE_CONCURRENCY_LIMIT`, app/core/ai/concurrency.py; generate only: jobs are bounded by
+the worker pool).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ from app.core.ai import (
     Generation,
     Message,
     Usage,
+    concurrency,
     history_queue,
 )
 from app.core.ai.tokens import reservation_for
 from app.core.auth.caller import Caller
-from app.core.errors import ApiError
+from app.core.errors import ApiError, ErrorCode
 from app.core.observability import metrics
 from app.core.ratelimit import Reservation, reserve_tokens, settle
 from app.core.warnings import WarningLevel, warn
@@ -62,6 +68,29 @@ def current_trace_id() -> str | None:
     """Hex trace id of the active span (None when there is none)."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def prompt_chars(body: GenerateBody) -> int:
+    """Characters of the prompt, every message's content together."""
+    if body.messages is not None:
+        return sum(len(m.content) for m in body.messages)
+    return len(body.prompt or "")
+
+
+def check_prompt_size(body: GenerateBody, settings: Settings) -> None:
+    """413 `AI_PROMPT_TOO_LARGE` when the prompt is over `AI_MAX_PROMPT_CHARS`.
+
+    Each field has its own bound (app/models/ai.py), but 200 messages of 200k characters
+    fit in a body: this bounds what every later step (budget estimate, provider call,
+    history redaction) has to handle.
+    """
+    chars, limit = prompt_chars(body), settings.ai_max_prompt_chars
+    if chars > limit:
+        raise ApiError(
+            f"The prompt is {chars} characters; at most {limit} are accepted.",
+            code=ErrorCode.AI_PROMPT_TOO_LARGE,
+            details={"prompt_chars": chars, "max_prompt_chars": limit},
+        )
 
 
 def chat_request(body: GenerateBody, *, model: str, settings: Settings) -> ChatRequest:
@@ -127,6 +156,7 @@ class Call:
     candidates: tuple[Any, ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        check_prompt_size(self.body, self.settings)
         model, self.candidates = self.gateway.resolve_model(self.body.model)
         self.request = chat_request(self.body, model=model, settings=self.settings)
 
@@ -136,6 +166,15 @@ class Call:
             self.reservation = reserve_tokens(
                 self.caller, reservation_for(self.request), path=self.path, method="POST"
             )
+
+    def take_slot(self) -> concurrency.Slot:
+        """One of the caller's concurrent-generation slots (429 when all are taken)."""
+        return concurrency.acquire(
+            self.gateway.limits_store,
+            owner_of(self.caller).owner,
+            limit=self.settings.ai_max_concurrent_per_caller,
+            lease_seconds=concurrency.lease_seconds(self.settings),
+        )
 
     def settle(self, used: int) -> None:
         """Charge `used` tokens against the reservation (refund or top-up)."""
@@ -221,23 +260,28 @@ def complete(call: Call) -> Generation:
 
 
 def generate(*, call: Call, session: Callable[[], Session]) -> GenerationPublic:
-    """One non-streamed generation: reserve, call, queue the history row, settle.
+    """One non-streamed generation: take a slot, reserve, call, queue the history row,
+    settle, give the slot back.
 
     The row goes to the history journal (one Redis round trip; written to PostgreSQL
     by the drainer thread after the answer, app/core/ai/history_queue.py); `session()`
     is only opened when Redis cannot take it.
     """
-    call.reserve()
+    slot = call.take_slot()
     try:
-        result = complete(call)
-    except ApiError as error:
-        call.settle(0)
-        history_queue.submit(values=call.failure_row(error), session=session)
-        raise
-    values, public = success_row(call=call, result=result)
-    history_queue.submit(values=values, session=session)
-    call.settle(public.usage.total_tokens)
-    return public
+        call.reserve()
+        try:
+            result = complete(call)
+        except ApiError as error:
+            call.settle(0)
+            history_queue.submit(values=call.failure_row(error), session=session)
+            raise
+        values, public = success_row(call=call, result=result)
+        history_queue.submit(values=values, session=session)
+        call.settle(public.usage.total_tokens)
+        return public
+    finally:
+        slot.release()
 
 
 def usage_public(usage: Usage) -> UsagePublic:

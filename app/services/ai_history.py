@@ -24,13 +24,36 @@ from app.models.base import utcnow
 
 # Masks applied in `redacted` mode, in order: key-like strings first (they may contain
 # digits), then e-mail addresses, then long digit runs (card, phone, account numbers).
+#
+# They run on the request thread, holding the GIL, over caller-chosen text, so each must
+# cost linear time whatever the text (docs/ai.md, "Limits on a generation"). The
+# rule: a start position that does not match gives up after a bounded number of steps.
+# Every quantifier is bounded except possessive tails (`*+`, `++`) that end a pattern:
+# they cannot fail and never give characters back, so their work is the length of the
+# match, which is replaced and never scanned again. The e-mail pattern only starts a
+# local part where a run of local-part characters starts (the lookbehind): without it,
+# each position of `a.a.a...` scanned up to the run's end looking for `@`, which made
+# the old `[\w.+\-]+@` quadratic (minutes for 200k characters). Limits from RFC 5321
+# 4.5.3.1 (local part 64) and RFC 1035 2.3.4 (label 63).
+_TOKEN: Final = r"[A-Za-z0-9_\-]"
+_CREDENTIAL: Final = r"[A-Za-z0-9._~+/=\-]"  # RFC 6750 2.1 b64token
 _REDACTIONS: Final = (
-    (re.compile(r"\b(?:sk|pk|rk|sapi|key|tok)[-_][A-Za-z0-9_\-]{8,}"), "[secret]"),
-    (re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}", re.I), "[secret]"),
-    (re.compile(r"\b[A-Za-z0-9_\-]{32,}\b"), "[secret]"),
-    (re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+"), "[email]"),
-    (re.compile(r"\+?\d[\d \-]{6,}\d"), "[number]"),
+    (re.compile(rf"\b(?:sk|pk|rk|sapi|key|tok)[-_]{_TOKEN}{{8}}{_TOKEN}*+"), "[secret]"),
+    (
+        re.compile(rf"\b(?:Bearer|Basic)\s{{1,8}}{_CREDENTIAL}{{8}}{_CREDENTIAL}*+", re.I),
+        "[secret]",
+    ),
+    (re.compile(rf"\b{_TOKEN}{{32}}{_TOKEN}*+"), "[secret]"),
+    (
+        re.compile(r"(?:(?<![\w.+\-])[\w.+\-]{1,64})?@[\w\-]{1,63}(?:\.[\w\-]{1,63})++"),
+        "[email]",
+    ),
+    (re.compile(r"\+?\d[\d \-]{6,64}\d(?:[\d \-]{0,64}\d)*+"), "[number]"),
 )
+#: Characters past `AI_HISTORY_MAX_CHARS` that are redacted with the kept part, so a
+#: secret cut by the limit is still recognised: more than any pattern above needs to
+#: decide on a match (the longest, an e-mail: 64 + 1 + 63 + 1 + 1 characters).
+REDACT_MARGIN: Final = 256
 
 
 # A Core INSERT of the table: SQLAlchemy compiles it once per process. Not the ORM entity
@@ -69,9 +92,11 @@ def kept_text(text: str | None, settings: Settings) -> str | None:
     """What `AI_HISTORY_CONTENT` keeps of `text` (None in `none` mode)."""
     if text is None or settings.ai_history_content == "none":
         return None
+    limit = settings.ai_history_max_chars
     if settings.ai_history_content == "redacted":
-        text = redact(text)
-    return text[: settings.ai_history_max_chars]
+        # Only what is kept (and a margin) is scanned, never the whole prompt.
+        text = redact(text[: limit + REDACT_MARGIN])
+    return text[:limit]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,16 @@
 
 Events sent to the client: `start` (id, provider, model), `delta` (text), then `done`
 (usage, cost) or `error` (code). Whatever ends the stream (the provider finishing, the
-provider failing, or the client going away, which the WSGI server reports by closing
-this generator) the `finally` block closes the upstream connection, settles the budget
-and queues one history row (the journal, as for sync calls): a completed stream with
-the provider's usage, a cut one with the tokens of what the client actually received
+provider failing, `AI_STREAM_MAX_SECONDS` running out, or the client going away, which
+the WSGI server reports by closing this generator) the `finally` block closes the
+upstream connection, settles the budget, queues one history row (the journal, as for
+sync calls) and gives the caller's concurrency slot back: a completed stream with the
+provider's usage, a cut one with the tokens of what the client actually received
 (marked estimated).
+
+Only the provider's own faults after the first event (a stall past its timeout, a cut
+connection, an unreadable event) count against its circuit breaker: the deadline is
+ours, and a client leaving is the client's.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from app.core.ai import OpenStream, ProviderFailure, Usage, history_queue
+from app.core.ai import FailureKind, OpenStream, ProviderFailure, Usage, concurrency, history_queue
 from app.core.ai.errors import to_api_error
 from app.core.ai.sse import format_event
 from app.core.ai.tokens import merge_usage
@@ -61,10 +66,17 @@ class StreamState:
 class GenerationStream:
     """An opened provider stream turned into our SSE events; accounts in `finally`."""
 
-    def __init__(self, call: Call, opened: OpenStream, session_factory: Any) -> None:
+    def __init__(
+        self,
+        call: Call,
+        opened: OpenStream,
+        session_factory: Any,
+        slot: concurrency.Slot | None = None,
+    ) -> None:
         self.call = call
         self.opened = opened
         self.session_factory = session_factory
+        self.slot = slot or concurrency.Slot()
         self.id = uuid.uuid4()
         self.request_id = request_id_of()
         self.trace_id = current_trace_id()
@@ -98,6 +110,7 @@ class GenerationStream:
                 if event.done:
                     break
             state.outcome = OUTCOME_SUCCESS
+            opened.finished()
             usage = self._usage(state)
             cost = opened.price.cost(usage.input_tokens, usage.output_tokens)
             yield format_event(
@@ -107,16 +120,21 @@ class GenerationStream:
             )  # fmt: skip
         except ProviderFailure as failure:
             state.outcome, state.error = OUTCOME_ERROR, failure
-            metrics.AI_STREAM_ENDS.labels("provider").inc()
+            opened.failed(failure)
+            side = "deadline" if failure.kind is FailureKind.DEADLINE else "provider"
+            metrics.AI_STREAM_ENDS.labels(side).inc()
             error = to_api_error([failure], model=opened.model)
             yield format_event(
                 "error", {"code": error.code.value, "message": error.message, **failure.describe()}
             )
         finally:
-            opened.close()
-            if state.outcome == OUTCOME_CANCELLED:
-                metrics.AI_STREAM_ENDS.labels("client").inc()
-            self._account(state)
+            try:
+                opened.close()
+                if state.outcome == OUTCOME_CANCELLED:
+                    metrics.AI_STREAM_ENDS.labels("client").inc()
+                self._account(state)
+            finally:
+                self.slot.release()
 
     def _usage(self, state: StreamState) -> Usage:
         if state.outcome == OUTCOME_SUCCESS:
@@ -149,6 +167,8 @@ class GenerationStream:
         if state.outcome == OUTCOME_CANCELLED:
             outcome_label = "cancelled"
         metrics.AI_REQUESTS.labels(opened.provider, opened.model, outcome_label).inc()
+        # The failure that ended the stream goes with the attempts: the row says why.
+        ended_by = [state.error] if state.error is not None else []
         values = ai_history.row(
             settings=call.settings,
             owner=owner_of(call.caller),
@@ -167,7 +187,7 @@ class GenerationStream:
             error_code=to_api_error([state.error], model=opened.model).code.value
             if state.error
             else None,
-            attempts=[f.describe() for f in opened.failures],
+            attempts=[f.describe() for f in (*opened.failures, *ended_by)],
             request_id=self.request_id,
             trace_id=self.trace_id,
             row_id=self.id,
@@ -182,16 +202,22 @@ class GenerationStream:
 
 
 def open_stream(*, call: Call, session: Session, session_factory: Any) -> GenerationStream:
-    """Reserve, then open the provider stream (errors here are plain JSON responses)."""
-    call.reserve()
+    """Take a slot, reserve, then open the provider stream (errors here are plain JSON
+    responses); the stream gives the slot back when it ends."""
+    slot = call.take_slot()
     try:
-        opened = call.gateway.open_stream(call.request, call.candidates)
-    except ApiError as error:
-        call.settle(0)
-        history_queue.submit(values=call.failure_row(error, stream=True), session=session)
-        raise
+        call.reserve()
+        try:
+            opened = call.gateway.open_stream(call.request, call.candidates)
+        except ApiError as error:
+            call.settle(0)
+            history_queue.submit(values=call.failure_row(error, stream=True), session=session)
+            raise
+        except BaseException:
+            call.settle(0)
+            raise
     except BaseException:
-        call.settle(0)
+        slot.release()
         raise
     warn_about(Usage(0, 0), [f.describe() for f in opened.failures])
-    return GenerationStream(call, opened, session_factory)
+    return GenerationStream(call, opened, session_factory, slot)

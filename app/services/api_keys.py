@@ -86,22 +86,33 @@ def list_api_keys(*, session: Session, user_id: uuid.UUID) -> list[ApiKey]:
 def revoke_api_key(
     *, session: Session, auth: AuthState, key_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> ApiKey:
-    """Revoke a key (idempotent); with `user_id`, another user's key is `NotFound`."""
+    """Revoke a key (idempotent); with `user_id`, another user's key is `NotFound`.
+
+    The Redis tombstone is written before the commit, so from the moment this returns
+    no process accepts the key, including one whose cache fill read the row before the
+    commit (app/core/auth/apikey_cache.py). Redis unreachable: the `RedisError`
+    propagates (503 `SYS_CACHE_UNAVAILABLE`) and nothing is committed, so the caller
+    knows the key is still live instead of believing a revoke that caches may ignore.
+    """
     row = session.get(ApiKey, key_id)
     if row is None or (user_id is not None and row.user_id != user_id):
         raise NotFound(f"API key {key_id} does not exist.")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        session.add(row)
-        session.commit()
-        log.info("api key revoked", extra={"key_id": str(row.id), "user_id": str(row.user_id)})
-    # After the commit: a cache entry read before it would otherwise live on.
-    auth.api_keys.forget([row.key_hash])
+    if row.revoked_at is not None:
+        auth.api_keys.forget([row.key_hash])
+        return row
+    # A commit that fails after this leaves the tombstone in place: the key stays
+    # refused for the tombstone's lifetime, which is what its owner asked for, and a
+    # failure after the commit reached PostgreSQL cannot leave the key live.
+    auth.api_keys.tombstone(row.key_hash)
+    row.revoked_at = utcnow()
+    session.add(row)
+    session.commit()
+    log.info("api key revoked", extra={"key_id": str(row.id), "user_id": str(row.user_id)})
     return row
 
 
 def forget_user_keys(*, session: Session, auth: AuthState, user_id: uuid.UUID) -> None:
-    """Drop cached entries of a user's keys (disabled, roles changed)."""
+    """Drop cached entries of a user's keys and fence off stale fills (after the commit)."""
     hashes = session.exec(select(ApiKey.key_hash).where(ApiKey.user_id == user_id)).all()
     auth.api_keys.forget(list(hashes))
 

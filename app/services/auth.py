@@ -4,7 +4,9 @@ Each login starts a session (a refresh-token family). Every refresh marks the
 presented token used and issues its successor. Presenting a used token again after
 the grace window means two parties hold the family, so the whole family is revoked
 (RFC 9700 section 4.14.2). Within the window it is taken as a client's concurrent
-refresh and answered with a sibling token instead of logging the client out.
+refresh and answered with the same successor the first presentation got (derived
+from the token, app/core/auth/opaque.py), so a session never forks into two live
+chains.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from app.core.auth.caller import Caller
-from app.core.auth.opaque import digest, new_refresh_token
+from app.core.auth.opaque import digest, new_refresh_token, successor_refresh_token
 from app.core.auth.revocation import deny_sessions, deny_token
 from app.core.auth.state import AuthState
 from app.core.auth.tokens import issue_access_token
@@ -44,17 +46,11 @@ class IssuedTokens:
     session_id: uuid.UUID
 
 
-def _issue(*, session: Session, auth: AuthState, user: User, family: AuthSession) -> IssuedTokens:
-    """Add a new refresh token to `family`, commit, and sign an access token."""
+def _tokens(
+    *, auth: AuthState, user: User, family: AuthSession, refresh: str, refresh_expires_in: int
+) -> IssuedTokens:
+    """Sign an access token for `family` and pair it with `refresh`."""
     s = auth.settings
-    now = utcnow()
-    refresh = new_refresh_token()
-    expires = now + timedelta(seconds=s.refresh_token_ttl)
-    session.add(RefreshToken(session_id=family.id, token_hash=digest(refresh), expires_at=expires))
-    family.last_used_at = now
-    family.expires_at = expires
-    session.add(family)
-    session.commit()
     access, _ = issue_access_token(
         keyring=auth.keyring,
         issuer=s.jwt_issuer,
@@ -68,8 +64,25 @@ def _issue(*, session: Session, auth: AuthState, user: User, family: AuthSession
         access_token=access,
         refresh_token=refresh,
         expires_in=s.access_token_ttl,
-        refresh_expires_in=s.refresh_token_ttl,
+        refresh_expires_in=refresh_expires_in,
         session_id=family.id,
+    )
+
+
+def _issue(
+    *, session: Session, auth: AuthState, user: User, family: AuthSession, refresh: str
+) -> IssuedTokens:
+    """Add the refresh token `refresh` to `family`, commit, and sign an access token."""
+    s = auth.settings
+    now = utcnow()
+    expires = now + timedelta(seconds=s.refresh_token_ttl)
+    session.add(RefreshToken(session_id=family.id, token_hash=digest(refresh), expires_at=expires))
+    family.last_used_at = now
+    family.expires_at = expires
+    session.add(family)
+    session.commit()
+    return _tokens(
+        auth=auth, user=user, family=family, refresh=refresh, refresh_expires_in=s.refresh_token_ttl
     )
 
 
@@ -86,7 +99,7 @@ def start_session(
         expires_at=now,
     )
     session.add(family)
-    return _issue(session=session, auth=auth, user=user, family=family)
+    return _issue(session=session, auth=auth, user=user, family=family, refresh=new_refresh_token())
 
 
 def login(
@@ -143,7 +156,8 @@ def refresh(
         raise Unauthorized("The session was ended.", code=ErrorCode.AUTH_TOKEN_REVOKED)
     if token.expires_at <= now:
         raise Unauthorized("The refresh token has expired.", code=ErrorCode.AUTH_TOKEN_EXPIRED)
-    if token.used_at is not None:
+    replay = token.used_at is not None
+    if token.used_at is not None:  # spent: a concurrent refresh inside the window, or reuse
         grace = timedelta(seconds=auth.settings.refresh_reuse_grace_seconds)
         if now - token.used_at > grace:
             _revoke(session=session, auth=auth, families=[family], reason="reuse")
@@ -161,7 +175,41 @@ def refresh(
         raise Forbidden(code=ErrorCode.AUTH_ACCOUNT_DISABLED)
     family.ip = ip
     family.user_agent = (user_agent or None) and user_agent[:USER_AGENT_MAX]
-    return _issue(session=session, auth=auth, user=user, family=family)
+    successor = successor_refresh_token(refresh_token, auth.successor_key)
+    if replay:
+        return _replay(session=session, auth=auth, user=user, family=family, successor=successor)
+    return _issue(session=session, auth=auth, user=user, family=family, refresh=successor)
+
+
+def _replay(
+    *, session: Session, auth: AuthState, user: User, family: AuthSession, successor: str
+) -> IssuedTokens:
+    """Answer a replay inside the grace window with the successor already issued.
+
+    Nothing new is added to the family: the replaying client gets the refresh token the
+    first presentation got (the session keeps one live chain) and a fresh access token
+    of the same session.
+    """
+    issued = session.exec(
+        select(RefreshToken).where(
+            RefreshToken.token_hash == digest(successor), RefreshToken.session_id == family.id
+        )
+    ).first()
+    if issued is None:
+        # Only when SECRET_KEY changed within the grace window, or the first rotation
+        # ran a release that drew successors at random: it cannot be recomputed. The
+        # first presentation holds the live chain; refuse this one without revoking it.
+        session.rollback()
+        log.warning("refresh replay: successor not found", extra={"session_id": str(family.id)})
+        raise Unauthorized(code=ErrorCode.AUTH_TOKEN_REUSED)
+    now = utcnow()
+    family.last_used_at = now
+    session.add(family)
+    session.commit()
+    remaining = max(0, int((issued.expires_at - now).total_seconds()))
+    return _tokens(
+        auth=auth, user=user, family=family, refresh=successor, refresh_expires_in=remaining
+    )
 
 
 def logout(*, session: Session, auth: AuthState, caller: Caller) -> None:

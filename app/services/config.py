@@ -16,7 +16,7 @@ generations are handed out in commit order and cross-object checks cannot race.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -26,9 +26,10 @@ from flask import has_app_context
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session, col, select
 
+from app.core import egress
 from app.core.config_store.channel import announce
 from app.core.errors import Conflict, NotFound, ValidationFailed
-from app.core.specs import KINDS, ApiVersionSpec
+from app.core.specs import KINDS, AIProviderSpec, ApiVersionSpec
 from app.core.validation import pydantic_errors
 from app.core.warnings import WarningLevel, warn
 from app.models.base import utcnow
@@ -103,6 +104,8 @@ class ConfigChange:
     action: str
     generation: int
     announced: bool = False
+    #: An AIProvider's stored key was dropped because its baseURL origin changed.
+    credential_cleared: bool = False
 
 
 def spec_model(kind: str) -> type[BaseModel]:
@@ -126,6 +129,23 @@ def validate_spec(kind: str, spec: Mapping[str, Any] | BaseModel) -> BaseModel:
         raise ValidationFailed(
             errors=errors, required_fields=[f"spec.{r}" for r in required]
         ) from None
+
+
+def _check_base_url(spec: BaseModel, allowed_http_hosts: Collection[str]) -> None:
+    assert isinstance(spec, AIProviderSpec)
+    problem = egress.policy_problem(str(spec.baseURL), allowed_http_hosts) if spec.baseURL else None
+    if problem is not None:
+        raise ValidationFailed(
+            errors=[{"field": "spec.baseURL", "message": problem, "type": "url_refused"}]
+        )
+
+
+def _origin_changed(row: ConfigObject | None, spec: BaseModel) -> bool:
+    """Would this write send the row's stored key to another scheme, host or port?"""
+    if row is None or not isinstance(spec, AIProviderSpec):
+        return False
+    before = row.spec.get("baseURL")
+    return egress.origin(str(before) if before else None) != spec.origin()
 
 
 def _check_name(name: str) -> None:
@@ -263,10 +283,20 @@ def upsert_config(
     actor: str,
     credential: Credential | None = None,
     redis_client: redis.Redis | None = None,
+    allowed_http_hosts: Collection[str] | None = None,
 ) -> ConfigChange:
-    """Create or replace `kind`/`name`; a no-op write changes nothing and audits nothing."""
+    """Create or replace `kind`/`name`; a no-op write changes nothing and audits nothing.
+
+    `allowed_http_hosts` (the writer's `AI_ALLOWED_HTTP_HOSTS`) refuses an AIProvider whose
+    plain-http baseURL names another host; None leaves that to the provider client, which
+    checks every call anyway. An AIProvider whose origin changes loses its stored key
+    unless `credential` brings one for the new spec: a key never follows a changed URL.
+    """
     _check_name(name)
-    stored_spec = normalised(validate_spec(kind, spec))
+    model = validate_spec(kind, spec)
+    if allowed_http_hosts is not None and isinstance(model, AIProviderSpec):
+        _check_base_url(model, allowed_http_hosts)
+    stored_spec = normalised(model)
     counter = _lock_generation(session)
     row = _find(session, kind, name)
     if row is not None and not source.owns(row):
@@ -278,6 +308,11 @@ def upsert_config(
         except Conflict:
             session.rollback()
             raise
+    cleared = credential is None and _origin_changed(row, model)
+    if cleared and row is not None and row.credential_ciphertext is not None:
+        credential = NO_CREDENTIAL
+    else:
+        cleared = False
     if (
         row is not None
         and row.spec == stored_spec
@@ -314,7 +349,9 @@ def upsert_config(
         generation=generation,
     )
     session.commit()
-    return ConfigChange(row, action, generation, _announce(redis_client, generation))
+    return ConfigChange(
+        row, action, generation, _announce(redis_client, generation), credential_cleared=cleared
+    )
 
 
 def delete_config(

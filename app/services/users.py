@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.core import client_ip
 from app.core.auth import throttle
 from app.core.auth.caller import DEFAULT_ROLES, Role
 from app.core.auth.revocation import revoke_user_tokens
@@ -67,7 +68,11 @@ def register(*, session: Session, auth: AuthState, email: str, password: str, ip
             throttle.Counter(
                 throttle.account_key("register", email), s.register_max_per_account, window
             ),
-            throttle.Counter(throttle.ip_key("register", ip), s.register_max_per_ip, window),
+            throttle.Counter(
+                throttle.ip_key("register", client_ip.bucket(ip, s.ratelimit_ipv6_prefix)),
+                s.register_max_per_ip,
+                window,
+            ),
         ],
     )
     if get_user_by_email(session=session, email=email) is not None:
@@ -80,14 +85,28 @@ def register(*, session: Session, auth: AuthState, email: str, password: str, ip
 
 
 def authenticate(*, session: Session, auth: AuthState, email: str, password: str, ip: str) -> User:
-    """Check a password login, throttled per account and IP; rehash when params changed."""
+    """Check a password login, throttled per account and IP; rehash when params changed.
+
+    The attempt is counted before the password is verified (`throttle.admit`), so
+    parallel guesses cannot outrun the limits; a success refunds it.
+    """
     s = auth.settings
     window = s.login_throttle_window_seconds
-    per_account = throttle.Counter(
-        throttle.account_key("login", email), s.login_max_failures_per_account, window
+    bucket = client_ip.bucket(ip, s.ratelimit_ipv6_prefix)
+    per_pair = throttle.Counter(
+        throttle.pair_key("login", email, bucket), s.login_max_failures_per_account_ip, window
     )
-    per_ip = throttle.Counter(throttle.ip_key("login", ip), s.login_max_failures_per_ip, window)
-    throttle.ensure_allowed(auth.redis, [per_account, per_ip])
+    per_account = throttle.Counter(
+        throttle.account_key("login", email),
+        s.login_max_failures_per_account,
+        s.login_account_window_seconds,
+    )
+    per_ip = throttle.Counter(
+        throttle.ip_key("login", bucket),
+        s.login_max_failures_per_ip,
+        window,
+    )
+    throttle.admit(auth.redis, [per_pair, per_account, per_ip])
 
     user = get_user_by_email(session=session, email=email)
     if user is None:
@@ -96,9 +115,8 @@ def authenticate(*, session: Session, auth: AuthState, email: str, password: str
     else:
         ok = auth.passwords.verify(user.password_hash, password)
     if not ok or user is None:
-        throttle.record(auth.redis, [per_account, per_ip])
         raise Unauthorized("Email or password is wrong.", code=ErrorCode.AUTH_INVALID_CREDENTIALS)
-    throttle.clear(auth.redis, [per_account.key])
+    throttle.succeeded(auth.redis, refund=[per_account, per_ip], clear=[per_pair])
     if not user.is_active:
         raise Forbidden(code=ErrorCode.AUTH_ACCOUNT_DISABLED)
     if auth.passwords.needs_rehash(user.password_hash):

@@ -18,6 +18,7 @@ from app.core.openapi import operation
 from app.core.responses import ok
 from app.custom.notes import services
 from app.custom.notes.models import NotePublic
+from app.custom.notes.views import owner
 from bench.apps.structured import application
 
 bp = Blueprint("bench_cached", __name__, url_prefix="/v1/bench")
@@ -29,7 +30,7 @@ bp = Blueprint("bench_cached", __name__, url_prefix="/v1/bench")
 @operation("Benchmark cached note", tags=["bench"], response=NotePublic, auth=True)
 def cached_note(note_id: uuid.UUID) -> Response:
     """One note, served from the response cache after the first read."""
-    note = services.get_note(session=get_session(), note_id=note_id)
+    note = services.get_note(session=get_session(), owner_id=owner(), note_id=note_id)
     return ok(NotePublic.model_validate(note, from_attributes=True))
 
 

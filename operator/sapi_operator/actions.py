@@ -58,11 +58,25 @@ def ref_of(kind: str, body: Mapping[str, Any]) -> ObjectRef:
     )
 
 
+async def read_provider_secret(
+    rt: Runtime, spec: AIProviderSpec, namespace: str
+) -> credentials.SecretRead | None:
+    """The Secret `spec` names, if opted in; None when the provider needs no key.
+
+    A protected Secret (the release's own) is not even requested from the apiserver.
+    """
+    name = credentials.secret_name(spec)
+    if name is None:
+        return None
+    if credentials.is_protected(namespace, name, rt.settings.operator_protected_secrets):
+        return credentials.SecretRead(credentials.PROTECTED)
+    return await rt.kube.read_secret(namespace, name)
+
+
 async def _credential(
     rt: Runtime, spec: AIProviderSpec, namespace: str
 ) -> tuple[CredentialCheck, Credential | None]:
-    name = credentials.secret_name(spec)
-    read = await rt.kube.read_secret(namespace, name) if name else None
+    read = await read_provider_secret(rt, spec, namespace)
     check = credentials.check(spec, namespace, read)
     if check.retry_after is not None:
         return check, None  # unknown: keep whatever is stored, retry
@@ -72,7 +86,9 @@ async def _credential(
 async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Result:
     """Validate, write the owned row, and compute the status (under the resource's lock)."""
     ref = ref_of(kind, body)
-    desired = desired_state(ref, body.get("spec") or {})
+    desired = desired_state(
+        ref, body.get("spec") or {}, allowed_http_hosts=rt.settings.ai_allowed_http_hosts
+    )
     check: CredentialCheck | None = None
     credential: Credential | None = None
     if isinstance(desired, Outcome):
@@ -137,4 +153,12 @@ async def nudge_providers(
     return nudged
 
 
-__all__ = ["Result", "StoreUnavailable", "finalize", "nudge_providers", "reconcile", "ref_of"]
+__all__ = [
+    "Result",
+    "StoreUnavailable",
+    "finalize",
+    "nudge_providers",
+    "read_provider_secret",
+    "reconcile",
+    "ref_of",
+]

@@ -25,7 +25,7 @@ from app.core.observability.metrics import OPERATOR_DRIFT_REPAIRS
 from app.core.specs import AIProviderSpec, ApiVersionSpec
 from app.core.specs.rate_limit import RateLimitPolicySpec
 from sapi_operator import credentials, usage
-from sapi_operator.actions import nudge_providers, ref_of
+from sapi_operator.actions import nudge_providers, read_provider_secret, ref_of
 from sapi_operator.kube import KubeError
 from sapi_operator.reconcile import Desired, desired_state, is_reconciled
 from sapi_operator.resources import (
@@ -101,8 +101,7 @@ async def _check_credentials(rt: Runtime, live: list[tuple[Desired, StoredRow | 
     for desired, row in live:
         spec = desired.model
         assert isinstance(spec, AIProviderSpec)
-        name = credentials.secret_name(spec)
-        read = await rt.kube.read_secret(desired.ref.namespace, name) if name else None
+        read = await read_provider_secret(rt, spec, desired.ref.namespace)
         check = credentials.check(spec, desired.ref.namespace, read)
         if check.retry_after is not None:
             continue

@@ -21,7 +21,7 @@ import kopf
 
 from app.config import Settings
 from app.core.crypto import CredentialKeyError
-from sapi_operator import actions, drift
+from sapi_operator import actions, credentials, drift
 from sapi_operator.resources import (
     AI_PROVIDER_KIND,
     API_VERSION_KIND,
@@ -32,6 +32,7 @@ from sapi_operator.resources import (
 from sapi_operator.runtime import KOPF_PREFIX, Runtime
 
 AIPROVIDERS = (GROUP, VERSION, "aiproviders")
+SECRETS = ("", "v1", "secrets")
 APIVERSIONS = (GROUP, VERSION, "apiversions")
 RATELIMITPOLICIES = (GROUP, VERSION, "ratelimitpolicies")
 
@@ -53,6 +54,9 @@ def configure(settings: kopf.OperatorSettings, app_settings: Settings) -> None:
     settings.networking.connect_timeout = 10
     # No CRD/namespace discovery: the RBAC stays namespace-only (nolar/kopf#1184).
     settings.scanning.disabled = True
+    # Watch only the Secrets that opted in as AI provider keys, filtered by the apiserver:
+    # the data of every other Secret stays out of this process (sapi_operator/credentials.py).
+    settings.watching.label_selectors[SECRETS] = credentials.OPT_IN_SELECTOR
     settings.execution.default_backoff = 5
     settings.posting.level = logging.WARNING
 
@@ -181,7 +185,11 @@ def _is_provider_secret(
     return provider_secrets is not None and (namespace, name) in provider_secrets
 
 
-@kopf.on.event("", "v1", "secrets", when=_is_provider_secret)
+@kopf.on.event(
+    *SECRETS,
+    labels={credentials.OPT_IN_LABEL: credentials.OPT_IN_VALUE},
+    when=_is_provider_secret,
+)
 async def secret_changed(
     *,
     type: str,
@@ -191,7 +199,11 @@ async def secret_changed(
     provider_secrets: kopf.Index[Any, Any] | None = None,
     **_: Any,
 ) -> None:
-    """A Secret an AIProvider reads changed: nudge those providers to re-sync the key."""
+    """An opted-in Secret an AIProvider reads changed: nudge those providers to re-sync.
+
+    Removing the label is seen as a deletion (the object leaves the watch's selector), so
+    the providers re-sync and drop the key; adding it is seen as a creation.
+    """
     if not type or provider_secrets is None:
         return  # the initial listing: resume handlers read every Secret anyway
     meta = body.get("metadata", {})

@@ -18,16 +18,28 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import aiohttp
 import kopf
 
 from app.config import Settings
-from sapi_operator.credentials import ERROR, FORBIDDEN, FOUND, MISSING, SecretRead
+from sapi_operator.credentials import (
+    ERROR,
+    FORBIDDEN,
+    FOUND,
+    MISSING,
+    NOT_OPTED_IN,
+    OPT_IN_SELECTOR,
+    SecretRead,
+)
 from sapi_operator.resources import GROUP, VERSION, Kind
 
 log = logging.getLogger("sapi_operator.kube")
 MERGE_PATCH: Final = "application/merge-patch+json"
+#: An object as the apiserver's PartialObjectMetadata (meta.k8s.io/v1): for a Secret, its
+#: name and labels without its data.
+PARTIAL_METADATA: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class KubeError(Exception):
@@ -116,10 +128,12 @@ class Kube:
             await self._session.close()
         self._scratch.cleanup()
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+    async def _call(self, method: str, path: str, body: Any = None, accept: str = "") -> Any:
         for attempt in (1, 2):
             assert self._session is not None
             headers = {"Content-Type": MERGE_PATCH} if method == "PATCH" else {}
+            if accept:
+                headers["Accept"] = accept
             async with self._session.request(
                 method, self._server + path, json=body, headers=headers
             ) as resp:
@@ -133,9 +147,21 @@ class Kube:
         raise AssertionError("unreachable")
 
     async def read_secret(self, namespace: str, name: str) -> SecretRead:
-        """The Secret's data, or why it cannot be had (never raises for 403/404)."""
+        """An opted-in Secret's data, or why there is none (never raises for 403/404).
+
+        The apiserver applies the opt-in label (a list by name and label): the data of a
+        Secret without it never reaches this process. Only when nothing matched is the
+        Secret's metadata (no data) read, to tell "absent" from "not opted in".
+        """
+        base = f"/api/v1/namespaces/{namespace}/secrets"
+        query = urlencode(
+            {"fieldSelector": f"metadata.name={name}", "labelSelector": OPT_IN_SELECTOR}
+        )
         try:
-            secret = await self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+            found = await self._call("GET", f"{base}?{query}")
+            for secret in found.get("items") or []:
+                return SecretRead(FOUND, data=dict(secret.get("data") or {}))
+            await self._call("GET", f"{base}/{name}", accept=PARTIAL_METADATA)
         except _Status as exc:
             if exc.status == 404:
                 return SecretRead(MISSING)
@@ -144,7 +170,7 @@ class Kube:
             return SecretRead(ERROR, detail=str(exc))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return SecretRead(ERROR, detail=type(exc).__name__)
-        return SecretRead(FOUND, data=dict(secret.get("data") or {}))
+        return SecretRead(NOT_OPTED_IN)
 
     def _path(self, resource: Kind, namespace: str | None = None, name: str = "") -> str:
         scope = f"/namespaces/{namespace}" if namespace else ""

@@ -7,14 +7,15 @@ turns what it observed into an `Outcome`; `build_status` turns outcomes into
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from app.core.specs import RateLimitPolicySpec
+from app.core import egress
+from app.core.specs import AIProviderSpec, RateLimitPolicySpec
 from app.core.specs.rate_limit import LimitMode
 from app.services.config import normalised
 from sapi_operator import status as st
@@ -92,18 +93,29 @@ def _problems(exc: ValidationError) -> list[str]:
     return out
 
 
-def desired_state(ref: ObjectRef, spec: Mapping[str, Any]) -> Desired | Outcome:
-    """The row to store, or a permanent `InvalidSpec` outcome naming each bad field."""
+def _invalid(problems: Sequence[str]) -> Outcome:
+    shown = "; ".join(problems[:_MAX_PROBLEMS])
+    more = f" (and {len(problems) - _MAX_PROBLEMS} more)" if len(problems) > _MAX_PROBLEMS else ""
+    return Outcome(False, "InvalidSpec", f"Fix the spec: {shown}{more}. Nothing was stored.")
+
+
+def desired_state(
+    ref: ObjectRef, spec: Mapping[str, Any], *, allowed_http_hosts: Collection[str] | None = None
+) -> Desired | Outcome:
+    """The row to store, or a permanent `InvalidSpec` outcome naming each bad field.
+
+    With `allowed_http_hosts` (the operator's `AI_ALLOWED_HTTP_HOSTS`) an AIProvider's plain-http
+    baseURL off that list is invalid too, before its Secret is read.
+    """
     model_class = BY_KIND[ref.kind].spec_model
     try:
         model = model_class.model_validate(dict(spec))
     except ValidationError as exc:
-        problems = _problems(exc)
-        shown = "; ".join(problems[:_MAX_PROBLEMS])
-        more = (
-            f" (and {len(problems) - _MAX_PROBLEMS} more)" if len(problems) > _MAX_PROBLEMS else ""
-        )
-        return Outcome(False, "InvalidSpec", f"Fix the spec: {shown}{more}. Nothing was stored.")
+        return _invalid(_problems(exc))
+    if allowed_http_hosts is not None and isinstance(model, AIProviderSpec) and model.baseURL:
+        problem = egress.policy_problem(str(model.baseURL), allowed_http_hosts)
+        if problem is not None:
+            return _invalid([f"spec.baseURL: {problem}"])
     return Desired(ref, normalised(model), model)
 
 

@@ -216,8 +216,26 @@ REASONS: Final[tuple[Reason, ...]] = (
     _r(
         CREDENTIAL_VALID,
         FALSE,
+        "SecretNotOptedIn",
+        'The Secret lacks the label `structured-api.io/ai-credentials: "true"`, so the '
+        "operator does not read it (any other Secret of the namespace could be named "
+        "otherwise). If it holds only provider keys, label it; the operator picks it up.",
+    ),
+    _r(
+        CREDENTIAL_VALID,
+        FALSE,
+        "SecretProtected",
+        "The Secret is one of the release's own (database and Redis URLs, SECRET_KEY, "
+        "encryption keys; `OPERATOR_PROTECTED_SECRETS`): never read as a provider key, even "
+        "when labelled. Put the API key in a Secret of its own.",
+    ),
+    _r(
+        CREDENTIAL_VALID,
+        FALSE,
         "SecretKeyMissing",
-        "The Secret exists but has no such key. Add the key or fix credentialsSecretRef.key.",
+        "The opted-in Secret has no such key (its key names are not shown: the status is "
+        "readable by more people than the Secret). Add the key or fix "
+        "credentialsSecretRef.key.",
     ),
     _r(
         CREDENTIAL_VALID,

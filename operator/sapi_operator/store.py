@@ -59,6 +59,7 @@ class ConfigWriter:
     def __init__(self, settings: Settings) -> None:
         self.engine = build_engine(settings)
         self.redis: redis.Redis = build_client(settings)
+        self.allowed_http_hosts = tuple(settings.ai_allowed_http_hosts)
 
     def apply(self, desired: Desired, credential: Credential | None = None) -> Outcome:
         """Upsert the row `desired` describes (no-op when it already matches)."""
@@ -74,6 +75,7 @@ class ConfigWriter:
                     actor=actor(ref),
                     credential=credential,
                     redis_client=self.redis,
+                    allowed_http_hosts=self.allowed_http_hosts,
                 )
         except Conflict as exc:
             return conflict(ref, exc.details.get("owner") or {}, exc.details)

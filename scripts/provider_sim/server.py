@@ -16,13 +16,19 @@ from urllib.parse import urlparse
 
 @dataclass
 class Fault:
-    """One queued fault and how many more requests it applies to."""
+    """One queued fault and how many more requests it applies to.
+
+    Stream shapes: `slow_stream` answers with exactly `max_tokens` words, one chunk each,
+    `seconds` apart (a model generating a long answer at its own pace); `stall` sends
+    `after` chunks, then nothing for `seconds` (default an hour) and closes.
+    """
 
     kind: str
     count: int = 1
     model: str | None = None
     seconds: float = 0.0
     retry_after: int = 1
+    after: int = 1
 
 
 @dataclass
@@ -185,10 +191,12 @@ class Handler(BaseHTTPRequestHandler):
         ) or str(body.get("prompt", ""))
         max_tokens = int(body.get("max_tokens") or 64)
         text = _reply_text(prompt, max_tokens)
+        if fault and fault.kind == "slow_stream":
+            text = " ".join(f"t{i}" for i in range(max(1, max_tokens)))
         usage = None if fault and fault.kind == "no_usage" else (_tokens(prompt), _tokens(text))
         truncated = bool(fault and fault.kind == "truncated")
         if stream:
-            self._stream(flavour, model, text, usage, truncated)
+            self._stream(flavour, model, text, usage, truncated, fault)
         else:
             self._send_json(200, self._completion(flavour, model, text, usage))
 
@@ -265,6 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         text: str,
         usage: tuple[int, int] | None,
         truncated: bool,
+        fault: Fault | None = None,
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -275,8 +284,15 @@ class Handler(BaseHTTPRequestHandler):
         words = text.split(" ")
         cut = max(1, len(words) // 2) if truncated else len(words)
         delay = self.server.stream_delay
+        if fault and fault.kind == "slow_stream":
+            delay = fault.seconds
+        stall_at = fault.after if fault and fault.kind == "stall" else None
         try:
             for i, word in enumerate(words[:cut]):
+                if i == stall_at:
+                    assert fault is not None
+                    time.sleep(fault.seconds or 3600)
+                    return  # the connection closes, as a provider that gave up would
                 piece = word if i == 0 else " " + word
                 if flavour == "anthropic":
                     event = {

@@ -118,7 +118,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         command.upgrade(alembic_config(postgres.url), "head")
         sim = exits.enter_context(run_sim(base, name="durable"))
         extra = {"APP_ENV": "test", "AI_HISTORY_LEASE_SECONDS": str(LEASE),
-                 "RATE_LIMIT_DEFAULT_REQUESTS": "1000000", "LOG_JSON": "true"}  # fmt: skip
+                 "RATE_LIMIT_DEFAULT_REQUESTS": "1000000", "LOG_JSON": "true",
+                 "AI_MAX_CONCURRENT_PER_CALLER": "1000"}  # one user, 8 threads  # fmt: skip
         env = child_env(
             **extra, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url,
             SECRET_KEY=secrets.token_urlsafe(48),

@@ -42,16 +42,23 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "key")
 class Ledger:
     """Secrets seen in this test and where they may legitimately appear."""
 
-    secrets: dict[str, int | None] = field(default_factory=dict)  # secret -> issuing response
+    # secret -> the responses that issued it (a refresh replay inside the grace window
+    # issues the same successor again, app/services/auth.py)
+    secrets: dict[str, set[int]] = field(default_factory=dict)
     responses: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
 
     def add(self, secret: str, issued_by: int | None = None) -> None:
-        """Remember a secret; `issued_by` is the index of the response allowed to carry it."""
-        if secret and secret not in self.secrets:
-            self.secrets[secret] = issued_by
-            if secret.count(".") == 2:  # a JWT: its signature alone is secret too
-                self.secrets.setdefault(secret.rsplit(".", 1)[1], issued_by)
+        """Remember a secret; `issued_by` is the index of a response allowed to carry it."""
+        if not secret:
+            return
+        parts = [secret]
+        if secret.count(".") == 2:  # a JWT: its signature alone is secret too
+            parts.append(secret.rsplit(".", 1)[1])
+        for part in parts:
+            issuers = self.secrets.setdefault(part, set())
+            if issued_by is not None:
+                issuers.add(issued_by)
 
     def record_request(self, body: Any) -> None:
         """Passwords sent in a JSON body."""
@@ -138,7 +145,7 @@ def leaks(ledger: Ledger, connection: Connection, client: redis.Redis) -> list[s
         found += [
             f"{label} in response #{i}"
             for i, body in enumerate(ledger.responses)
-            if secret in body and i != issued_by
+            if secret in body and i not in issued_by
         ]
         found += [f"{label} in table {table}" for table, row in db_rows if secret in row]
         found += [f"{label} in Redis" for value in redis_text if secret in value]

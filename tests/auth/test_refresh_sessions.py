@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.models.auth import RefreshToken
 from tests.auth.conftest import Account, Ledger, bearer, error_code
@@ -58,8 +58,8 @@ def test_refresh_rotates_the_refresh_token_and_issues_a_working_access_token(
     assert sum(t.used_at is not None for t in tokens) == 1
 
 
-def test_a_concurrent_refresh_within_the_grace_window_keeps_the_session(
-    client: FlaskClient, account: Account
+def test_a_replay_within_the_grace_window_gets_the_same_successor_not_a_fork(
+    client: FlaskClient, account: Account, session: Session
 ) -> None:
     first = _login(client, account)
 
@@ -67,9 +67,14 @@ def test_a_concurrent_refresh_within_the_grace_window_keeps_the_session(
     b = _refresh(client, first["refresh_token"])  # a second tab raced the first
 
     assert a.status_code == b.status_code == 200
-    for pair in (a, b):
-        token = pair.get_json()["data"]["refresh_token"]
-        assert _refresh(client, token).status_code == 200
+    one, two = a.get_json()["data"], b.get_json()["data"]
+    assert one["refresh_token"] == two["refresh_token"]
+    assert one["session_id"] == two["session_id"] == first["session_id"]
+    assert one["access_token"] != two["access_token"]
+    assert client.get("/v1/auth/me", headers=bearer(two["access_token"])).status_code == 200
+    live = session.exec(select(RefreshToken).where(col(RefreshToken.used_at).is_(None))).all()
+    assert len(live) == 1  # one chain: the replay added no sibling
+    assert _refresh(client, one["refresh_token"]).status_code == 200
 
 
 def test_reuse_is_logged_as_a_warning_without_the_token(

@@ -187,11 +187,11 @@ def test_passwords_use_owasp_argon2id_parameters(make_user: Any) -> None:
     assert account.user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-def test_repeated_failed_logins_for_one_account_are_throttled_with_retry_after(
+def test_repeated_failed_logins_for_one_account_from_one_ip_are_throttled_with_retry_after(
     client: FlaskClient, make_user: Any, settings: Settings
 ) -> None:
     account = make_user()
-    for _ in range(settings.login_max_failures_per_account):
+    for _ in range(settings.login_max_failures_per_account_ip):
         assert _login(client, account.email, new_password()).status_code == 401
 
     blocked = _login(client, account.email, account.password)
@@ -205,18 +205,20 @@ def test_throttling_an_unknown_email_looks_the_same_as_a_known_one(
     client: FlaskClient, settings: Settings
 ) -> None:
     email = unique_email()
-    for _ in range(settings.login_max_failures_per_account):
+    for _ in range(settings.login_max_failures_per_account_ip):
         _login(client, email, new_password())
 
     assert _login(client, email, new_password()).status_code == 429
 
 
-def test_a_successful_login_clears_the_account_failure_count(
+def test_a_successful_login_clears_the_failure_count_of_its_account_and_ip(
     client: FlaskClient, make_user: Any, settings: Settings
 ) -> None:
     account = make_user()
-    for _ in range(settings.login_max_failures_per_account - 1):
+    for _ in range(settings.login_max_failures_per_account_ip - 1):
         _login(client, account.email, new_password())
     assert _login(client, account.email, account.password).status_code == 200
 
-    assert _login(client, account.email, new_password()).status_code == 401
+    for _ in range(settings.login_max_failures_per_account_ip):
+        assert _login(client, account.email, new_password()).status_code == 401
+    assert _login(client, account.email, new_password()).status_code == 429

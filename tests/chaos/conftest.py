@@ -29,6 +29,7 @@ from app import create_app
 from app.config import Settings
 from app.core.auth.keys import load_keyring
 from app.core.auth.tokens import issue_access_token
+from app.models.user import User
 from app.services import ai_credentials
 from app.services.config import Source, upsert_config
 from tests.ai.support import Sim, provider_spec, run_sim
@@ -61,6 +62,8 @@ ENV: Final[dict[str, str]] = {
     # The load comes from one loopback address standing for many clients: the default
     # per-IP limit would turn it into 429s that say nothing about the faults.
     "RATE_LIMIT_DEFAULT_REQUESTS": "1000000",
+    # ...and one caller runs every concurrent generation: keep its cap above the load.
+    "AI_MAX_CONCURRENT_PER_CALLER": "1000",
 }
 
 
@@ -106,10 +109,16 @@ def _provider(settings: Settings, sim: Sim) -> None:
     app.extensions["db"].dispose()
 
 
-def _token(settings: Settings) -> str:
+def _token(settings: Settings, engine: Engine) -> str:
+    # A real account: the notes the load writes belong to it (users.id foreign key).
+    email = f"chaos-{secrets.token_hex(4)}@example.com"
+    user = User(email=email, password_hash="x", roles=["user"])
+    with Session(engine, expire_on_commit=False) as session:
+        session.add(user)
+        session.commit()
     token, _ = issue_access_token(
         keyring=load_keyring(settings), issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience, ttl=3600, subject=f"chaos-{secrets.token_hex(4)}",
+        audience=settings.jwt_audience, ttl=3600, subject=str(user.id),
         roles=["user"], session_id=None,
     )  # fmt: skip
     return f"Bearer {token}"
@@ -182,7 +191,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
             engine=engine,
             celery=producer.extensions["celery"],
             env=quiet,
-            token=_token(settings),
+            token=_token(settings, engine),
             log_dir=base,
         )
 

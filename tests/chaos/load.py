@@ -1,6 +1,7 @@
 """A bounded, steady load on the API that records every request and every accepted write.
 
-Each client thread loops: write a note (`POST /v1/notes`), read it back, and every third
+Each client thread loops: write a note (`POST /v1/notes`, as the system's signed-in
+user), read it back, and every third
 turn submit an AI job (`POST /v1/ai/jobs` with an Idempotency-Key). The loop is paced
 (`PACE_S` per turn) so the load stays the same whatever the faults do to latency, and
 every request has a client timeout: a hang shows up as an outcome, not a stuck test.
@@ -111,11 +112,13 @@ class Load:
             while not self._stop.is_set():
                 began = time.monotonic()
                 title = f"chaos {uuid.uuid4()}"
-                write = self._call(http, "write", "POST", "/v1/notes", json={"title": title})
+                write = self._call(
+                    http, "write", "POST", "/v1/notes", json={"title": title}, headers=auth
+                )
                 if write.ok and write.resource:
                     with self._lock:
                         self.notes[write.resource] = title
-                    self._call(http, "read", "GET", f"/v1/notes/{write.resource}")
+                    self._call(http, "read", "GET", f"/v1/notes/{write.resource}", headers=auth)
                 if turn % 3 == 0:
                     job = self._call(
                         http, "job", "POST", "/v1/ai/jobs",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,47 @@ def test_ingress_routes_hosts_to_the_api_service_with_tls() -> None:
     assert rule["host"] == "api.example.com"
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+
+
+def trusted_proxies(*, values: Sequence[Path] = (), set_values: Sequence[str] = ()) -> str:
+    """TRUSTED_PROXIES as the chart renders it into the shared ConfigMap."""
+    docs = render(values=values, set_values=set_values)
+    data = [c.get("data", {}) for c in find(docs, "ConfigMap")]
+    (value,) = [d["TRUSTED_PROXIES"] for d in data if "TRUSTED_PROXIES" in d]
+    return str(value)
+
+
+def test_no_forwarded_hop_is_trusted_without_the_charts_ingress() -> None:
+    # A client reaching the Service directly must not choose its IP with X-Forwarded-For.
+    assert trusted_proxies() == "0"
+    assert trusted_proxies(values=[MINIMAL]) == "0"
+    assert trusted_proxies(set_values=["trustedProxies=null"]) == "0"
+
+
+def test_the_charts_ingress_is_the_one_trusted_hop() -> None:
+    assert trusted_proxies(set_values=["ingress.enabled=true"]) == "1"
+    assert trusted_proxies(values=[ALL]) == "1"
+    assert trusted_proxies(set_values=["ingress.enabled=true", "trustedProxies=auto"]) == "1"
+
+
+@pytest.mark.parametrize(
+    ("set_values", "expected"),
+    [
+        (["trustedProxies=2"], "2"),
+        (["ingress.enabled=true", "trustedProxies=2"], "2"),
+        (["ingress.enabled=true", "trustedProxies=0"], "0"),
+    ],
+)
+def test_an_explicit_trusted_proxies_value_wins(set_values: list[str], expected: str) -> None:
+    assert trusted_proxies(set_values=set_values) == expected
+
+
+@pytest.mark.parametrize("value", ["6", "-1", "many"])
+def test_schema_refuses_trusted_proxies_outside_auto_null_or_0_to_5(value: str) -> None:
+    result = template_text(set_values=[f"trustedProxies={value}"], check=False)
+
+    assert result.returncode != 0
+    assert "/trustedProxies" in result.stderr
 
 
 # --- monitoring ---------------------------------------------------------------------------

@@ -223,3 +223,47 @@ def test_audit_listing_filters_and_pages_newest_first(session: Session) -> None:
     assert [r.name for r in rest][:3] == ["a2", "a1", "a0"]
     only, _ = list_audit(session=session, limit=10, kind="AIProvider", action="create")
     assert [(r.kind, r.name) for r in only] == [("AIProvider", "a0")]
+
+
+def provider(base_url: str) -> dict[str, Any]:
+    """An AIProvider spec with a Secret reference, at `base_url`."""
+    return {
+        "type": "OpenAICompatible",
+        "baseURL": base_url,
+        "credentialsSecretRef": {"name": "llm-key"},
+        "models": [{"name": "m"}],
+    }
+
+
+def test_a_stored_key_never_follows_a_changed_origin_whoever_writes(session: Session) -> None:
+    # The operator path: its handler passes credential=None when the Secret could not be
+    # read (kept key). With a new origin in the same write, the old key must not survive.
+    key = service.Credential(ciphertext="gAAAA-old", version="v-old")
+    put(session, "AIProvider", "llm", spec=provider("https://api.one.example/v1"), source=CR,
+        credential=key)  # fmt: skip
+
+    moved = put(session, "AIProvider", "llm", spec=provider("https://api.two.example/v1"),
+                source=CR)  # fmt: skip
+
+    assert moved.credential_cleared
+    assert moved.row.credential_ciphertext is None and moved.row.credential_version is None
+    # Re-read for the new spec in the same write (the normal operator path): stored as given.
+    new = service.Credential(ciphertext="gAAAA-new", version="v-new")
+    again = put(session, "AIProvider", "llm", spec=provider("https://api.three.example/v1"),
+                source=CR, credential=new)  # fmt: skip
+    assert not again.credential_cleared and again.row.credential_version == "v-new"
+    # Path, priority and other fields on the same origin keep the key.
+    same = put(
+        session, "AIProvider", "llm", source=CR,
+        spec={**provider("https://API.three.example:443/v2"), "priority": 3},
+    )  # fmt: skip
+    assert not same.credential_cleared and same.row.credential_version == "v-new"
+
+
+def test_the_http_allow_list_is_applied_only_when_the_writer_passes_it(session: Session) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        put(session, "AIProvider", "plain", spec=provider("http://10.0.0.9/v1"),
+            allowed_http_hosts=["127.0.0.1"])  # fmt: skip
+    assert [e["field"] for e in caught.value.errors] == ["spec.baseURL"]
+    assert put(session, "AIProvider", "plain", spec=provider("http://10.0.0.9/v1"),
+               allowed_http_hosts=["10.0.0.9"]).action == "create"  # fmt: skip

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, delete
 
 from app.custom.notes.models import Note
+from app.models.user import User
 
 # The shared columns and the PostgreSQL types they must have in the migrated schema.
 CORE_COLUMN_TYPES = {
@@ -27,22 +28,24 @@ CORE_COLUMN_TYPES = {
 
 
 @pytest.fixture
-def created_ids(migrated_engine: Engine) -> Iterator[list[uuid.UUID]]:
-    """Ids of committed notes, deleted after the test."""
-    ids: list[uuid.UUID] = []
-    yield ids
+def owner(migrated_engine: Engine) -> Iterator[uuid.UUID]:
+    """A committed user owning the test's notes; deleted after the test, its notes with it."""
+    user = User(email=f"db-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", roles=["user"])
+    with Session(migrated_engine, expire_on_commit=False) as session:
+        session.add(user)
+        session.commit()
+    yield user.id
     with Session(migrated_engine) as session:
-        session.exec(delete(Note).where(col(Note.id).in_(ids)))
+        session.exec(delete(User).where(col(User.id) == user.id))  # notes: ON DELETE CASCADE
         session.commit()
 
 
-def _insert(engine: Engine, ids: list[uuid.UUID], title: str = "first") -> Note:
+def _insert(engine: Engine, owner: uuid.UUID, title: str = "first") -> Note:
     with Session(engine, expire_on_commit=False) as session:
-        note = Note(title=title, body="")
+        note = Note(title=title, body="", owner_id=owner)
         session.add(note)
         session.commit()
         session.refresh(note)
-    ids.append(note.id)
     return note
 
 
@@ -62,11 +65,9 @@ def test_core_columns_have_native_postgres_types(
     assert row.is_nullable == "NO"
 
 
-def test_primary_key_is_a_fresh_uuid4_per_row(
-    migrated_engine: Engine, created_ids: list[uuid.UUID]
-) -> None:
-    first = _insert(migrated_engine, created_ids, "a")
-    second = _insert(migrated_engine, created_ids, "b")
+def test_primary_key_is_a_fresh_uuid4_per_row(migrated_engine: Engine, owner: uuid.UUID) -> None:
+    first = _insert(migrated_engine, owner, "a")
+    second = _insert(migrated_engine, owner, "b")
     assert isinstance(first.id, uuid.UUID)
     assert first.id.version == 4
     assert first.id != second.id
@@ -75,9 +76,9 @@ def test_primary_key_is_a_fresh_uuid4_per_row(
 
 
 def test_created_at_and_updated_at_are_set_aware_and_equal_on_insert(
-    migrated_engine: Engine, created_ids: list[uuid.UUID]
+    migrated_engine: Engine, owner: uuid.UUID
 ) -> None:
-    note = _insert(migrated_engine, created_ids)
+    note = _insert(migrated_engine, owner)
     assert note.created_at.tzinfo is not None
     assert note.created_at.utcoffset() == timedelta(0)
     assert note.updated_at == note.created_at
@@ -85,15 +86,16 @@ def test_created_at_and_updated_at_are_set_aware_and_equal_on_insert(
 
 
 def test_rows_inserted_without_timestamps_get_server_defaults(
-    migrated_engine: Engine, created_ids: list[uuid.UUID]
+    migrated_engine: Engine, owner: uuid.UUID
 ) -> None:
     # A plain SQL insert (a data migration, psql) must not violate NOT NULL.
     new_id = uuid.uuid4()
-    created_ids.append(new_id)
     with migrated_engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO custom_notes (id, title, body) VALUES (:id, 'raw', '')"),
-            {"id": new_id},
+            sa.text(
+                "INSERT INTO custom_notes (id, title, body, owner_id) VALUES (:id, 'raw', '', :o)"
+            ),
+            {"id": new_id, "o": owner},
         )
         row = conn.execute(
             sa.text("SELECT created_at, updated_at FROM custom_notes WHERE id = :id"),
@@ -104,9 +106,9 @@ def test_rows_inserted_without_timestamps_get_server_defaults(
 
 
 def test_update_in_a_later_transaction_moves_updated_at_but_not_created_at(
-    migrated_engine: Engine, created_ids: list[uuid.UUID]
+    migrated_engine: Engine, owner: uuid.UUID
 ) -> None:
-    note = _insert(migrated_engine, created_ids)
+    note = _insert(migrated_engine, owner)
     time.sleep(0.01)  # timestamps have microsecond resolution; make the gap unambiguous
     with Session(migrated_engine, expire_on_commit=False) as session:
         stored = session.get(Note, note.id)
@@ -121,10 +123,10 @@ def test_update_in_a_later_transaction_moves_updated_at_but_not_created_at(
 
 
 def test_two_updates_in_one_transaction_each_move_updated_at(
-    migrated_engine: Engine, created_ids: list[uuid.UUID]
+    migrated_engine: Engine, owner: uuid.UUID
 ) -> None:
     # clock_timestamp(), not now(): now() is frozen for the whole transaction.
-    note = _insert(migrated_engine, created_ids)
+    note = _insert(migrated_engine, owner)
     with Session(migrated_engine, expire_on_commit=False) as session:
         stored = session.get(Note, note.id)
         assert stored is not None

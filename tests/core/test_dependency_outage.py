@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from app import create_app
 from app.config import Settings
 from app.core import db
 from tests.conftest import ROOT, alembic_config
+from tests.support.accounts import signed_in
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -50,6 +52,9 @@ COMMAND_DEADLINE = STATEMENT_TIMEOUT_MS / 1000 + db.STATEMENT_GRACE_S
 MARGIN = 0.75
 RECOVERY_DEADLINE = 15.0  # seconds after the server answers again
 NOTE = {"title": "written before the outage", "body": "must survive a SIGKILL"}
+#: Shared by the in-process apps and the gunicorn workers, so a token one of them signs
+#: (derived from SECRET_KEY in the test environment) is accepted by all.
+SECRET_KEY = secrets.token_urlsafe(48)
 
 
 class Outage:
@@ -140,10 +145,21 @@ def outage_settings(postgres: PostgresServer, redis_server: RedisServer) -> Sett
         app_env="test",
         database_url=postgres.url,
         redis_url=redis_server.url,
+        secret_key=SECRET_KEY,
         db_connect_timeout=CONNECT_TIMEOUT,
         db_statement_timeout_ms=STATEMENT_TIMEOUT_MS,
         readiness_timeout=READINESS_TIMEOUT,
     )
+
+
+def sign_in(application: Flask) -> dict[str, str]:
+    """A user committed in the module's own PostgreSQL and a token `application` signs.
+
+    The notes example, the DB-backed route here, needs a signed-in user; a JWT is checked
+    without PostgreSQL, so during an outage the request still reaches the database.
+    """
+    with application.app_context():
+        return signed_in(db.get_session())
 
 
 @pytest.fixture
@@ -188,10 +204,12 @@ def assert_database_down(status: int, body: dict[str, Any], headers: Any) -> Non
     assert "psycopg2" not in str(body) and "127.0.0.1" not in str(body)
 
 
-DB_REQUESTS: dict[str, Callable[[FlaskClient], Any]] = {
-    "GET /v1/notes": lambda c: c.get("/v1/notes"),
-    "POST /v1/notes": lambda c: c.post("/v1/notes", json={"title": "during outage"}),
-    "GET /v1/notes/{id}": lambda c: c.get("/v1/notes/00000000-0000-4000-8000-000000000000"),
+DB_REQUESTS: dict[str, Callable[[FlaskClient, dict[str, str]], Any]] = {
+    "GET /v1/notes": lambda c, h: c.get("/v1/notes", headers=h),
+    "POST /v1/notes": lambda c, h: c.post("/v1/notes", json={"title": "during outage"}, headers=h),
+    "GET /v1/notes/{id}": lambda c, h: c.get(
+        "/v1/notes/00000000-0000-4000-8000-000000000000", headers=h
+    ),
 }
 
 
@@ -204,9 +222,11 @@ def test_postgres_outage_gives_bounded_503s_and_recovers_without_rebuilding_the_
 ) -> None:
     client = outage_app.test_client()
     assert client.get("/readyz").status_code == 200
-    created = client.post("/v1/notes", json=NOTE)
+    me = sign_in(outage_app)
+    created = client.post("/v1/notes", json=NOTE, headers=me)
     assert created.status_code == 201
-    assert client.get("/v1/notes").status_code == 200  # the pool now holds a live connection
+    # The pool now holds a live connection.
+    assert client.get("/v1/notes", headers=me).status_code == 200
 
     pg_outage.begin(kind)
 
@@ -217,7 +237,7 @@ def test_postgres_outage_gives_bounded_503s_and_recovers_without_rebuilding_the_
     # Twice per route: the first meets the pool's stale connection, the second connects anew.
     for round_ in ("first", "again"):
         for name, call in DB_REQUESTS.items():
-            response, elapsed = timed(lambda call=call: call(client))
+            response, elapsed = timed(lambda call=call: call(client, me))
             assert_database_down(response.status_code, response.json, response.headers)
             assert elapsed < db_request_budget(kind), name
             record_property(f"{name} {round_} 503_s", round(elapsed, 3))
@@ -227,10 +247,11 @@ def test_postgres_outage_gives_bounded_503s_and_recovers_without_rebuilding_the_
 
     recovered = wait_until(lambda: client.get("/readyz").status_code == 200, RECOVERY_DEADLINE)
     record_property("readyz_200_after_s", round(recovered, 3))
-    listed = client.get("/v1/notes")
+    listed = client.get("/v1/notes", headers=me)
     assert listed.status_code == 200
     assert created.json["data"]["id"] in [n["id"] for n in listed.json["data"]["data"]]
-    assert client.post("/v1/notes", json={"title": "after the outage"}).status_code == 201
+    after = client.post("/v1/notes", json={"title": "after the outage"}, headers=me)
+    assert after.status_code == 201
 
 
 @pytest.mark.parametrize("kind", OUTAGE_KINDS)
@@ -269,6 +290,7 @@ class Gunicorn:
         self.log_path = log_path
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}"}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.headers: dict[str, str] = {}  # sent with every request (a signed-in user's)
 
     @property
     def url(self) -> str:
@@ -324,7 +346,7 @@ class Gunicorn:
         """
         clients: dict[int, httpx.Client] = {}
         for _ in range(200):
-            client = httpx.Client(base_url=self.url, timeout=30)
+            client = httpx.Client(base_url=self.url, timeout=30, headers=self.headers)
             pid = self.worker_behind(client.get("/livez"))
             if pid in clients:
                 client.close()
@@ -362,6 +384,7 @@ def gunicorn(
         DB_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
         DB_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS),
         READINESS_TIMEOUT=str(READINESS_TIMEOUT),
+        SECRET_KEY=SECRET_KEY,
         GUNICORN_WORKERS="2",
         GUNICORN_THREADS="4",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
@@ -369,6 +392,9 @@ def gunicorn(
     )
     (tmp_path / "prom").mkdir()
     server = Gunicorn(env, tmp_path / "gunicorn.log")
+    signer = create_app(settings)
+    server.headers = sign_in(signer)
+    signer.extensions[db.EXTENSION].dispose()
     server.start()
     yield server
     server.stop()
@@ -387,12 +413,12 @@ def _tcp_inode(*, local_port: int, remote_port: int) -> str:
 Result = tuple[str, int, dict[str, Any], Any, float]
 
 
-def burst(url: str, paths: list[str], timeout: float) -> list[Result]:
+def burst(gunicorn: Gunicorn, paths: list[str], timeout: float) -> list[Result]:
     """Send the requests concurrently on fresh connections; each must finish in `timeout`."""
 
     def one(path: str) -> Result:
         started = time.perf_counter()
-        response = httpx.get(f"{url}{path}", timeout=timeout)
+        response = httpx.get(f"{gunicorn.url}{path}", timeout=timeout, headers=gunicorn.headers)
         elapsed = time.perf_counter() - started
         return path, response.status_code, response.json(), response.headers, elapsed
 
@@ -451,7 +477,7 @@ def test_gunicorn_workers_answer_503_during_postgres_outage_and_never_hang(
     # Then 16 concurrent requests on 8 threads: one may queue behind a round of failing
     # ones. A hang shows as an httpx timeout, long before gunicorn's 60 s worker timeout.
     paths = ["/readyz", "/v1/notes"] * 8
-    results = burst(gunicorn.url, paths, timeout=30)
+    results = burst(gunicorn, paths, timeout=30)
     slowest = assert_outage_answers(results, 2 * db_request_budget(kind))
     record_property("burst of 16 slowest 503_s", round(slowest, 3))
 
@@ -466,7 +492,7 @@ def test_gunicorn_workers_answer_503_during_postgres_outage_and_never_hang(
 
     recovered = wait_until(every_worker_ok, RECOVERY_DEADLINE)
     record_property("every worker 200 after_s", round(recovered, 3))
-    assert {s for _, s, *_ in burst(gunicorn.url, paths, timeout=10)} == {200}
+    assert {s for _, s, *_ in burst(gunicorn, paths, timeout=10)} == {200}
     for client in clients.values():
         client.close()
     # No worker was killed for a timeout, or crashed and was replaced.

@@ -16,7 +16,7 @@ FAR_OFFSET = "8796-12-12T03:15:25-17:22"
 
 @pytest.mark.parametrize(
     ("path", "role"),
-    [("/v1/notes", "anonymous"), ("/v1/admin/users", "admin"), ("/v1/admin/dead-letters", "admin")],
+    [("/v1/notes", "user"), ("/v1/admin/users", "admin"), ("/v1/admin/dead-letters", "admin")],
 )
 def test_an_offset_past_postgres_bigint_is_a_422_not_a_500(
     path: str, role: str, client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
@@ -83,9 +83,9 @@ def test_a_nul_character_in_a_query_filter_is_a_422(
     ids=["value", "second-field", "key"],
 )
 def test_a_nul_character_in_a_body_is_a_422_not_a_500_at_insert(
-    body: dict[str, str], client: FlaskClient
+    body: dict[str, str], client: FlaskClient, headers_for: Callable[[str], dict[str, str]]
 ) -> None:
-    response = client.post("/v1/notes", json=body)
+    response = client.post("/v1/notes", json=body, headers=headers_for("user"))
     assert response.status_code == 422
     assert {e["type"] for e in response.json["error"]["errors"]} == {"string_nul"}
 

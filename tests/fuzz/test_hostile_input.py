@@ -16,11 +16,11 @@ from flask.testing import FlaskClient
 
 pytestmark = [pytest.mark.fuzz]
 
-#: (method, path, role): a public write, its v2 twin, a public auth route, an
-#: authenticated AI route and an admin config route that stores free-form JSON.
+#: (method, path, role): a user's write (the notes example), its v2 twin, a public auth
+#: route, an authenticated AI route and an admin config route that stores free-form JSON.
 ROUTES = [
-    ("POST", "/v1/notes", "anonymous"),
-    ("POST", "/v2/notes", "anonymous"),
+    ("POST", "/v1/notes", "user"),
+    ("POST", "/v2/notes", "user"),
     ("POST", "/v1/auth/register", "anonymous"),
     ("POST", "/v1/ai/generate", "user"),
     ("PUT", "/v1/admin/rate-limit-policies/hostile", "admin"),

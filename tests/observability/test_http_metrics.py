@@ -14,12 +14,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session
 
 from app import create_app
 from app.config import Settings
 from app.core.observability import metrics
 from app.core.warnings import warn
 from tests.observability.conftest import sample
+from tests.support.accounts import signed_in
 
 NOTE_ROUTE = "/v1/notes/<uuid:note_id>"
 
@@ -31,12 +33,15 @@ def requests_total(route: str, method: str, status: str, version: str) -> float:
     )
 
 
-def test_requests_are_counted_by_route_template_not_raw_path(client: FlaskClient) -> None:
+def test_requests_are_counted_by_route_template_not_raw_path(
+    client: FlaskClient, session: Session
+) -> None:
     before = requests_total(NOTE_ROUTE, "GET", "404", "1.0")
     ids = [str(uuid.uuid4()) for _ in range(3)]
+    me = signed_in(session)  # the notes example needs a signed-in user
 
     for note_id in ids:
-        assert client.get(f"/v1/notes/{note_id}").status_code == 404
+        assert client.get(f"/v1/notes/{note_id}", headers=me).status_code == 404
 
     assert requests_total(NOTE_ROUTE, "GET", "404", "1.0") == before + 3
     exposition = generate_latest(REGISTRY).decode()

@@ -69,6 +69,33 @@ def test_invalid_spec_is_a_permanent_failure_naming_the_field(
     assert field in outcome.message and "Nothing was stored" in outcome.message
 
 
+@pytest.mark.parametrize(
+    ("base_url", "allowed", "refused"),
+    [
+        ("http://127.0.0.1:9100/v1", ("127.0.0.1",), False),
+        ("https://api.openai.com/v1", (), False),
+        ("http://attacker.example/v1", ("127.0.0.1",), True),
+        ("http://127.0.0.1:9100/v1", (), True),
+    ],
+)
+def test_ai_provider_plain_http_off_the_allow_list_is_invalid_before_its_secret_is_read(
+    base_url: str, allowed: tuple[str, ...], refused: bool
+) -> None:
+    spec = {
+        "type": "OpenAICompatible",
+        "baseURL": base_url,
+        "credentialsSecretRef": {"name": "llm-key"},
+        "models": [{"name": "m"}],
+    }
+    outcome = desired_state(ref("AIProvider"), spec, allowed_http_hosts=allowed)
+    if not refused:
+        assert isinstance(outcome, Desired)
+        return
+    assert isinstance(outcome, Outcome)
+    assert outcome.permanent and outcome.reason == "InvalidSpec"
+    assert "spec.baseURL" in outcome.message and "AI_ALLOWED_HTTP_HOSTS" in outcome.message
+
+
 def test_applied_status_reports_generation_ready_and_enforced() -> None:
     desired = desired_state(ref(), POLICY)
     assert isinstance(desired, Desired)

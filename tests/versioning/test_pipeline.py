@@ -8,11 +8,17 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.core.versioning.lifecycle import http_date, structured_date
-from tests.versioning.conftest import Declare
+from tests.versioning.conftest import Declare, Headers
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LONG_AGO = NOW - timedelta(days=60)
 SOON = NOW + timedelta(days=90)
+
+
+@pytest.fixture
+def me(bearer_for: Headers) -> dict[str, str]:
+    """A signed-in user: the notes example these tests call needs one."""
+    return bearer_for("user")
 
 
 def codes(response: object) -> list[str]:
@@ -22,9 +28,9 @@ def codes(response: object) -> list[str]:
 
 @pytest.mark.parametrize(("path", "version"), [("/v1/notes", "1.0"), ("/v2/notes", "2.0")])
 def test_every_versioned_response_names_its_version(
-    client: FlaskClient, path: str, version: str
+    client: FlaskClient, me: dict[str, str], path: str, version: str
 ) -> None:
-    for response in (client.get(path), client.get(path + "/not-a-note")):
+    for response in (client.get(path, headers=me), client.get(path + "/not-a-note")):
         assert response.headers["API-Version"] == version
         assert response.get_json()["meta"]["api_version"] == version
         assert "Deprecation" not in response.headers and codes(response) == []
@@ -37,7 +43,7 @@ def test_unversioned_paths_carry_no_version(client: FlaskClient) -> None:
 
 
 def test_a_deprecated_version_warns_and_points_at_its_successor(
-    client: FlaskClient, declare: Declare
+    client: FlaskClient, declare: Declare, me: dict[str, str]
 ) -> None:
     declare(
         "v1",
@@ -48,7 +54,7 @@ def test_a_deprecated_version_warns_and_points_at_its_successor(
         successor="2.0",
         links={"deprecation": "https://example.com/v1-deprecated"},
     )
-    response = client.get("/v1/notes")
+    response = client.get("/v1/notes", headers=me)
     assert response.status_code == 200
     assert response.headers["Deprecation"] == structured_date(LONG_AGO)
     assert response.headers["Sunset"] == http_date(SOON)
@@ -60,13 +66,15 @@ def test_a_deprecated_version_warns_and_points_at_its_successor(
     assert warning["context"]["successor"] == "2.0"
     assert warning["context"]["changelog"] == "/versions/1.0/changes-to/2.0"
     # A carried-over operation's successor is the same operation under /v2 ...
-    one = client.patch("/v1/notes/00000000-0000-0000-0000-000000000000", json={"title": "x"})
+    one = client.patch(
+        "/v1/notes/00000000-0000-0000-0000-000000000000", json={"title": "x"}, headers=me
+    )
     assert (
         '</v2/notes/00000000-0000-0000-0000-000000000000>; rel="successor-version"'
         in one.headers.getlist("Link")
     )
     # ... and where v2 has no such operation (none is removed: a 405 stands in), its document.
-    missing = client.delete("/v1/notes/00000000-0000-0000-0000-000000000000")
+    missing = client.put("/v1/notes/00000000-0000-0000-0000-000000000000", headers=me)
     assert '</v2/openapi.json>; rel="successor-version"' in missing.headers.getlist("Link")
     assert client.get("/v2/notes").headers.get("Deprecation") is None
 
@@ -84,30 +92,30 @@ def test_a_deprecated_version_warns_and_points_at_its_successor(
     ids=["phase-retired", "past-sunset"],
 )
 def test_a_retired_version_answers_410_but_keeps_its_document(
-    client: FlaskClient, declare: Declare, spec: dict[str, str]
+    client: FlaskClient, declare: Declare, me: dict[str, str], spec: dict[str, str]
 ) -> None:
     declare("v1", version="1.0", **spec)
-    response = client.get("/v1/notes")
+    response = client.get("/v1/notes", headers=me)
     assert response.status_code == 410
     body = response.get_json()
     assert body["error"]["code"] == "VERSION_RETIRED"
     assert body["error"]["details"]["successor"] == "2.0"
     assert response.headers["API-Version"] == "1.0"
     assert client.get("/v1/openapi.json").status_code == 200
-    assert client.get("/v2/notes").status_code == 200
+    assert client.get("/v2/notes", headers=me).status_code == 200
 
 
 def test_after_sunset_serve_keeps_answering_with_the_sunset_header(
-    client: FlaskClient, declare: Declare
+    client: FlaskClient, declare: Declare, me: dict[str, str]
 ) -> None:
     sunset = NOW - timedelta(days=1)
     declare("v1", version="1.0", sunsetAt=sunset.isoformat(), afterSunset="Serve")
-    response = client.get("/v1/notes")
+    response = client.get("/v1/notes", headers=me)
     assert response.status_code == 200 and response.headers["Sunset"] == http_date(sunset)
 
 
 def test_a_brownout_window_answers_410_with_retry_after_and_ends(
-    client: FlaskClient, declare: Declare
+    client: FlaskClient, declare: Declare, me: dict[str, str]
 ) -> None:
     now = datetime.now(UTC)  # not the import-time NOW: the window is minutes wide
     declare(
@@ -115,7 +123,7 @@ def test_a_brownout_window_answers_410_with_retry_after_and_ends(
         version="1.0",
         brownouts=[{"start": (now - timedelta(minutes=5)).isoformat(), "duration": "1h"}],
     )
-    response = client.get("/v1/notes")
+    response = client.get("/v1/notes", headers=me)
     assert response.status_code == 410
     assert response.get_json()["error"]["code"] == "VERSION_BROWNOUT"
     assert 3000 <= int(response.headers["Retry-After"]) <= 3300
@@ -124,7 +132,7 @@ def test_a_brownout_window_answers_410_with_retry_after_and_ends(
         version="1.0",
         brownouts=[{"start": (now - timedelta(hours=2)).isoformat(), "duration": "1h"}],
     )
-    assert client.get("/v1/notes").status_code == 200
+    assert client.get("/v1/notes", headers=me).status_code == 200
 
 
 def test_login_and_admin_stay_reachable_on_a_retired_version(

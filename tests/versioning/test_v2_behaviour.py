@@ -106,7 +106,7 @@ def test_created_resources_are_located_in_the_version_that_created_them(
         client.post(
             f"{prefix}/auth/api-keys", headers=user, json={"name": "k", "scopes": ["profile:read"]}
         ),
-        client.post(f"{prefix}/notes", json={"title": "located"}),
+        client.post(f"{prefix}/notes", json={"title": "located"}, headers=user),
     ]
 
     assert [r.status_code for r in created] == [201, 201, 201]
@@ -116,7 +116,7 @@ def test_created_resources_are_located_in_the_version_that_created_them(
         f"{prefix}/auth/api-keys/{key_id}",
         f"{prefix}/notes/{note_id}",
     ]
-    assert client.get(created[2].headers["Location"]).status_code == 200
+    assert client.get(created[2].headers["Location"], headers=user).status_code == 200
 
 
 def test_requests_on_v2_copies_are_counted_under_version_2_0(

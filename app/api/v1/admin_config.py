@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app
 
+from app.config import Settings
 from app.core.auth import current_caller, require_roles
 from app.core.config_store import ConfigEntry, config_store
 from app.core.db import get_session
@@ -20,6 +21,7 @@ from app.core.errors import ValidationFailed
 from app.core.openapi import operation
 from app.core.responses import created, ok
 from app.core.specs import KINDS
+from app.core.warnings import WarningLevel, warn
 from app.models.config import (
     AuditPage,
     AuditPublic,
@@ -92,6 +94,11 @@ def public(row: ConfigObject) -> dict[str, Any]:
     }
 
 
+def _settings() -> Settings:
+    settings: Settings = current_app.extensions["settings"]
+    return settings
+
+
 def _guard(view: F) -> F:
     return require_roles("admin", scopes=[SCOPE])(view)
 
@@ -140,8 +147,16 @@ def _register(collection: str, kind: str) -> None:
             spec=body.spec,
             source=service.Source.admin(),
             actor=actor(),
+            allowed_http_hosts=_settings().ai_allowed_http_hosts,
         )
         assert change.row is not None
+        if change.credential_cleared:
+            warn(
+                "AI_CREDENTIAL_CLEARED",
+                "baseURL now points at another scheme, host or port, so the stored API key "
+                f"was removed; send it again: PUT /v1/admin{path}/{name}/credentials.",
+                WarningLevel.WARN,
+            )
         if change.action == "create":
             return created(public(change.row), location=f"/v1/admin{path}/{name}")
         return ok(public(change.row))

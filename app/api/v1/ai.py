@@ -48,12 +48,16 @@ def _call(body: GenerateBody, path: str) -> ai_service.Call:
     body=GenerateBody,
     response=GenerationPublic,
     auth=True,
-    errors=[404, 429, 502, 503, 504],
+    errors=[404, 413, 429, 502, 503, 504],
     description="Providers serving the model are tried by priority, with retries on "
     "429/5xx/timeouts and a circuit breaker each. The caller's token budget is reserved "
     "before the call (429 `AI_TOKEN_LIMIT` when spent) and settled with the real usage. "
+    "A prompt over `AI_MAX_PROMPT_CHARS` (all messages together) is 413 "
+    "`AI_PROMPT_TOO_LARGE`; more than `AI_MAX_CONCURRENT_PER_CALLER` generations of one "
+    "user at once is 429 `RATE_CONCURRENCY_LIMIT` with `Retry-After`. "
     "With `stream: true` the answer is `text/event-stream`: `start`, `delta`..., then "
-    "`done` (usage, cost) or `error`.",
+    "`done` (usage, cost) or `error`; a stream ends with an `error` event "
+    "(`AI_PROVIDER_TIMEOUT`, reason `deadline`) after `AI_STREAM_MAX_SECONDS`.",
 )
 def generate(body: GenerateBody) -> Response:
     """Generate text for the caller."""
@@ -103,7 +107,7 @@ def _location(job_id: uuid.UUID) -> str:
     response=JobPublic,
     status=202,
     auth=True,
-    errors=[404, 422, 429],
+    errors=[404, 413, 422, 429],
     description="Send `Idempotency-Key` to make the submission safe to repeat: the same "
     "key and body return the same job (header `Idempotent-Replayed: true`); the same key "
     "with another body is refused with 422 `VAL_IDEMPOTENCY_KEY_REUSED`. The token budget "

@@ -7,6 +7,7 @@ from typing import Literal
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, Field
 
+from app.core import client_ip
 from app.core.auth import current_caller, require_auth
 from app.core.openapi import operation
 from app.core.ratelimit import limiter
@@ -107,7 +108,7 @@ def limits_me() -> Response:
     report = effective_limits(
         limiter(),
         caller=current_caller(),
-        ip=request.remote_addr or "unknown",
+        ip=client_ip.request_bucket(),
         headers=request.headers,
     )
     return ok(

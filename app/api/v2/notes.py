@@ -2,8 +2,9 @@
 
 The contract change that justifies a major version: `GET /v2/notes` takes an opaque
 `cursor` instead of `offset` and returns `{"items", "next_cursor"}` instead of
-`{"data", "count"}` (no COUNT(*) per page, stable under concurrent inserts). Creating,
-reading and updating one note keep the v1 contract: the extension's own views are
+`{"data", "count"}` (no COUNT(*) per page, stable under concurrent inserts). Like v1 it
+needs a signed-in user and lists only the caller's own notes. Creating, reading,
+updating and deleting one note keep the v1 contract: the extension's own views are
 carried over (the extension registers after `/v2`, so it is named here, not found in
 the URL map like the core v1 routes). It serves the `app/custom/notes` example
 extension: remove this module together with that example.
@@ -21,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
+from app.core.auth import require_auth
 from app.core.db import get_session
 from app.core.errors import ValidationFailed
 from app.core.openapi import operation
 from app.core.responses import ok
 from app.custom.notes import views as v1_views
-from app.custom.notes.models import Note, NotePublic
+from app.custom.notes.models import MAX_PAGE, Note, NotePublic
 
 bp = Blueprint("notes", __name__, url_prefix="/notes")
 TAGS = ["notes (extension example)"]
@@ -37,7 +39,7 @@ class NotesCursorQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=20, ge=1, le=100)
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(
         default=None, max_length=200, description="`next_cursor` of the previous page"
     )
@@ -70,9 +72,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-def list_page(*, session: Session, limit: int, cursor: str | None) -> tuple[list[Note], str | None]:
-    """Up to `limit` notes after `cursor` (keyset pagination) and the next cursor."""
-    statement = select(Note)
+def list_page(
+    *, session: Session, owner_id: uuid.UUID, limit: int, cursor: str | None
+) -> tuple[list[Note], str | None]:
+    """Up to `limit` of the owner's notes after `cursor` (keyset pagination), next cursor.
+
+    A cursor only positions within the owner's notes: one copied from another user's
+    page reveals nothing (the owner filter applies first).
+    """
+    statement = select(Note).where(col(Note.owner_id) == owner_id)
     if cursor is not None:
         at, note_id = decode_cursor(cursor)
         statement = statement.where(tuple_(col(Note.created_at), col(Note.id)) < (at, note_id))
@@ -84,16 +92,20 @@ def list_page(*, session: Session, limit: int, cursor: str | None) -> tuple[list
 
 
 @bp.get("")
+@require_auth()
 @operation(
-    "List notes (cursor pagination)",
+    "List your notes (cursor pagination)",
     tags=TAGS,
     query=NotesCursorQuery,
     response=NotesPage,
+    auth=True,
     errors=[503],
 )
 def list_notes(query: NotesCursorQuery) -> Response:
-    """A page of notes, newest first."""
-    rows, next_cursor = list_page(session=get_session(), limit=query.limit, cursor=query.cursor)
+    """A page of the caller's notes, newest first."""
+    rows, next_cursor = list_page(
+        session=get_session(), owner_id=v1_views.owner(), limit=query.limit, cursor=query.cursor
+    )
     items = [NotePublic.model_validate(n, from_attributes=True) for n in rows]
     return ok(NotesPage(items=items, next_cursor=next_cursor))
 
@@ -102,3 +114,4 @@ def list_notes(query: NotesCursorQuery) -> Response:
 bp.add_url_rule("", view_func=v1_views.create_note, methods=["POST"])
 bp.add_url_rule("/<uuid:note_id>", view_func=v1_views.get_note, methods=["GET"])
 bp.add_url_rule("/<uuid:note_id>", view_func=v1_views.update_note, methods=["PATCH"])
+bp.add_url_rule("/<uuid:note_id>", view_func=v1_views.delete_note, methods=["DELETE"])

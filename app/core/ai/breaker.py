@@ -8,6 +8,11 @@ live process holds.
 
 Half-open admits exactly one probe; its outcome closes the breaker or opens it again.
 A probe that never reports (its caller crashed) is forgotten after `open_seconds`.
+
+A stream is judged at its end, not at its first event: a provider that answers and then
+stalls mid-stream, every time, must open its breaker too. Its first event only settles a
+half-open probe (`answered`); then the end reports `success`, `failure` (the provider's
+fault) or nothing (cut by our deadline or left by the client: not the provider's doing).
 """
 
 from __future__ import annotations
@@ -80,6 +85,15 @@ class CircuitBreaker:
             self.failures = 0
             self.probe_started = None
             self._set(CLOSED)
+
+    def answered(self) -> None:
+        """A stream's first event arrived: a half-open probe closes the breaker; the count
+        of consecutive failures waits for the stream's end."""
+        with self._lock:
+            self.probe_started = None
+            if self.state == HALF_OPEN:
+                self.failures = 0
+                self._set(CLOSED)
 
     def failure(self) -> None:
         """A call failed: count it; open at the threshold or when the probe failed."""

@@ -31,6 +31,11 @@ class FailureKind(StrEnum):
     NO_CREDENTIAL = "no_credential"
     BREAKER_OPEN = "breaker_open"
     PROVIDER_LIMIT = "provider_limit"
+    #: Our own overall deadline cut the call (AI_STREAM_MAX_SECONDS): not the provider's
+    #: doing, so neither retried nor counted by its breaker.
+    DEADLINE = "deadline"
+    #: baseURL refused by the egress policy (app/core/egress.py): never called.
+    ORIGIN_REFUSED = "origin_refused"
 
 
 RETRYABLE: Final = frozenset(
@@ -85,6 +90,7 @@ class ProviderFailure(Exception):
 
 _CODES: Final = {
     FailureKind.TIMEOUT: ErrorCode.AI_PROVIDER_TIMEOUT,
+    FailureKind.DEADLINE: ErrorCode.AI_PROVIDER_TIMEOUT,
     FailureKind.CONNECT: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.RATE_LIMITED: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.SERVER_ERROR: ErrorCode.AI_PROVIDER_ERROR,
@@ -95,6 +101,7 @@ _CODES: Final = {
     FailureKind.NO_CREDENTIAL: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.BREAKER_OPEN: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.PROVIDER_LIMIT: ErrorCode.AI_PROVIDER_UNAVAILABLE,
+    FailureKind.ORIGIN_REFUSED: ErrorCode.AI_PROVIDER_UNAVAILABLE,
 }
 
 

@@ -9,7 +9,8 @@ open, whose credential is missing or whose own rpm/tpm is spent -> up to
 `1 + maxRetries` attempts on the provider, retrying only 429/5xx/timeouts/dropped
 connections after `Retry-After` or a jittered backoff -> on giving up, the next provider.
 All of it within `AI_REQUEST_DEADLINE`. A stream falls back only until its first event
-has been read (before anything reached the client); later failures end the stream.
+has been read (before anything reached the client); later failures end the stream, and
+the whole stream ends at `AI_STREAM_MAX_SECONDS` (app/core/ai/deadline.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Final
 
 from app.config import Settings
 from app.core.ai import provider_limits
-from app.core.ai.breaker import Breakers
+from app.core.ai.breaker import Breakers, CircuitBreaker
+from app.core.ai.deadline import deadline_failure, expired
 from app.core.ai.errors import FailureKind, ProviderFailure, to_api_error
 from app.core.ai.providers import ProviderStream
 from app.core.ai.registry import ClientPool, ProviderHandle, Registry, build_registry
@@ -35,6 +37,7 @@ from app.core.ai.types import ChatRequest, Completion, StreamEvent
 from app.core.config_store import Snapshot
 from app.core.errors import ApiError, ErrorCode
 from app.core.observability import metrics
+from app.core.ratelimit.store import LimiterStore
 from app.core.specs.ai_provider import ModelPrice
 
 log = logging.getLogger("structured_api.ai")
@@ -83,11 +86,35 @@ class OpenStream:
     upstream: ProviderStream
     rest: Iterator[StreamEvent]
     failures: list[ProviderFailure] = field(default_factory=list)
+    #: `time.monotonic()` instant at which the stream is cut (`AI_STREAM_MAX_SECONDS`).
+    deadline: float | None = None
+    breaker: CircuitBreaker | None = None
 
     def events(self) -> Iterator[StreamEvent]:
-        """The first event, then the rest as they arrive (may raise `ProviderFailure`)."""
+        """The first event, then the rest as they arrive (may raise `ProviderFailure`).
+
+        Past the deadline the next event raises a `DEADLINE` failure instead (HTTP
+        providers also check every chunk received, between events).
+        """
         yield self.first
-        yield from self.rest
+        for event in self.rest:
+            if expired(self.deadline):
+                raise deadline_failure(self.provider)
+            yield event
+
+    def finished(self) -> None:
+        """The provider sent the whole answer: a success for its breaker."""
+        if self.breaker is not None:
+            self.breaker.success()
+
+    def failed(self, failure: ProviderFailure) -> None:
+        """Count a failure after the first event against the provider's breaker, if it is
+        the provider's doing (a stall, a cut connection, garbage); our deadline is not.
+
+        A client that leaves reports nothing either: the breaker keeps its count.
+        """
+        if self.breaker is not None and failure.trips_breaker:
+            self.breaker.failure()
 
     def close(self) -> None:
         """Close the upstream connection (safe to call twice)."""
@@ -114,7 +141,9 @@ class Gateway:
         )
         self._registry: Registry | None = None
         self._lock = threading.Lock()
-        self.limits_store: provider_limits.Store | None = None
+        # The rate limiter's store (app/core/ai/__init__.py): provider limits and the
+        # per-caller concurrency cap run their scripts on it.
+        self.limits_store: LimiterStore | None = None
 
     # -- configuration ---------------------------------------------------------------------
     def registry(self) -> Registry:
@@ -173,9 +202,19 @@ class Gateway:
         request: ChatRequest,
         candidates: tuple[ProviderHandle, ...],
         call: Callable[[ProviderHandle, float], object],
+        *,
+        until: float | None = None,
+        streaming: bool = False,
     ) -> tuple[ProviderHandle, object, list[ProviderFailure]]:
-        """Run `call(handle, timeout)` with retries and fallback; the first success wins."""
+        """Run `call(handle, timeout)` with retries and fallback; the first success wins.
+
+        Within `AI_REQUEST_DEADLINE`, or until `until` (a `time.monotonic()` instant) if
+        that comes first. A `streaming` success is only the first event: the breaker hears
+        the verdict when the stream ends (`OpenStream.failed` / `finished`).
+        """
         deadline = time.monotonic() + self.settings.ai_request_deadline
+        if until is not None:
+            deadline = min(deadline, until)
         failures: list[ProviderFailure] = []
         previous: str | None = None
         for handle in candidates:
@@ -214,7 +253,10 @@ class Gateway:
                 except BaseException:
                     breaker.release()
                     raise
-                breaker.success()
+                if streaming:
+                    breaker.answered()
+                else:
+                    breaker.success()
                 return handle, value, failures
             previous = handle.name
         raise to_api_error(failures, model=request.model)
@@ -275,12 +317,16 @@ class Gateway:
     def open_stream(
         self, request: ChatRequest, candidates: tuple[ProviderHandle, ...]
     ) -> OpenStream:
-        """Open a stream and read its first event, falling back until one provider answers."""
+        """Open a stream and read its first event, falling back until one provider answers.
+
+        The stream may run `AI_STREAM_MAX_SECONDS` from now, its opening included.
+        """
         started = time.perf_counter()
+        deadline = time.monotonic() + self.settings.ai_stream_max_seconds
 
         def call(handle: ProviderHandle, remaining: float) -> OpenStream:
             assert handle.provider is not None
-            upstream = handle.provider.stream(request, timeout=remaining)
+            upstream = handle.provider.stream(request, timeout=remaining, deadline=deadline)
             events = iter(upstream)
             try:
                 first = next(events)
@@ -294,9 +340,14 @@ class Gateway:
                 raise
             price = handle.spec.model(request.model)
             assert price is not None
-            return OpenStream(handle.name, request.model, price, started, first, upstream, events)
+            return OpenStream(
+                handle.name, request.model, price, started, first, upstream, events,
+                deadline=deadline, breaker=self.breakers.get(handle.name),
+            )  # fmt: skip
 
-        _, value, failures = self._attempts(request, candidates, call)
+        _, value, failures = self._attempts(
+            request, candidates, call, until=deadline, streaming=True
+        )
         assert isinstance(value, OpenStream)
         value.failures = failures
         return value

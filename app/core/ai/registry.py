@@ -21,6 +21,7 @@ import httpx
 from app.config import Settings
 from app.core.ai.errors import FailureKind
 from app.core.ai.providers import Provider, build_provider
+from app.core.ai.transport import GuardedTransport
 from app.core.config_store import AI_PROVIDER, ConfigEntry, Snapshot
 from app.core.crypto import CredentialDecryptError, CredentialKeyError, keyring
 from app.core.specs.ai_provider import AIProviderSpec, ProviderType
@@ -82,7 +83,7 @@ class ClientPool:
             held = self._transports.get(name)
             if held is not None and held[0] == base_url:
                 return held[1]
-            transport = httpx.HTTPTransport(
+            transport = GuardedTransport(
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
                 proxy=_environment_proxy(base_url),
             )
@@ -145,6 +146,7 @@ def build_registry(snapshot: Snapshot, *, settings: Settings, clients: ClientPoo
                 api_key=key,
                 transport=transport,
                 connect_timeout=settings.ai_connect_timeout,
+                allowed_http_hosts=settings.ai_allowed_http_hosts,
             )
         handles[name] = ProviderHandle(name, spec, provider, unusable, entry.credential_version)
     ordered = sorted(handles.values(), key=lambda h: (h.spec.priority, h.name))

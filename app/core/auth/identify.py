@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import Headers
 
-from app.core.auth.apikey_cache import RejectedKey
+from app.core.auth.apikey_cache import Miss, RejectedKey
 from app.core.auth.caller import ALL_SCOPES, ANONYMOUS, Caller
 from app.core.auth.opaque import API_KEY_PREFIX, digest, looks_like_api_key
 from app.core.auth.revocation import (
@@ -147,10 +147,12 @@ def _from_api_key(state: AuthState, key: str) -> Caller:
     if not looks_like_api_key(key):
         raise _invalid("The API key is malformed.")
     key_hash = digest(key)
-    entry = state.api_keys.lookup(key_hash)
-    if entry is None:
-        entry = state.resolve_api_key(key_hash)
-        state.api_keys.store(key_hash, entry)
+    found = state.api_keys.lookup(key_hash)
+    entry = (
+        state.api_keys.fill(key_hash, state.resolve_api_key, found)
+        if isinstance(found, Miss)
+        else found
+    )
     if isinstance(entry, RejectedKey):
         raise TokenError(entry.code, entry.code.description)
     if entry.expires_at is not None and entry.expires_at <= time.time():

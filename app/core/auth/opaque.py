@@ -11,10 +11,15 @@ recognise them by their `sapi_` prefix.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import zlib
 from typing import Final
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 REFRESH_PREFIX: Final = "srt_"
 API_KEY_PREFIX: Final = "sapi_"
@@ -23,6 +28,7 @@ _BODY_LENGTH: Final = 43  # len(token_urlsafe(32))
 _CHECKSUM_LENGTH: Final = 8
 API_KEY_LENGTH: Final = len(API_KEY_PREFIX) + _BODY_LENGTH + _CHECKSUM_LENGTH
 DISPLAY_LENGTH: Final = len(API_KEY_PREFIX) + 8
+SUCCESSOR_KEY_INFO: Final = b"structured-api/refresh-successor/v1"
 
 
 def digest(secret: str) -> str:
@@ -33,6 +39,23 @@ def digest(secret: str) -> str:
 def new_refresh_token() -> str:
     """A fresh opaque refresh token."""
     return REFRESH_PREFIX + secrets.token_urlsafe(_RANDOM_BYTES)
+
+
+def successor_key(secret: str) -> bytes:
+    """The HMAC key deriving refresh-token successors, from SECRET_KEY (HKDF, RFC 5869)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SUCCESSOR_KEY_INFO)
+    return hkdf.derive(secret.encode())
+
+
+def successor_refresh_token(token: str, key: bytes) -> str:
+    """The one refresh token that succeeds `token`: HMAC-SHA256 of it, refresh-token shaped.
+
+    Deterministic, so a replay inside the grace window recomputes the successor it was
+    given the first time instead of needing it stored: the database keeps only
+    digests, and the predecessor's digest (all a database reader has) does not yield it.
+    """
+    mac = hmac.new(key, token.encode(), hashlib.sha256).digest()
+    return REFRESH_PREFIX + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def _checksum(body: str) -> str:

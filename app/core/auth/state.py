@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from functools import cached_property
 from typing import Any, Final
 
@@ -10,15 +10,13 @@ from flask import current_app
 from redis import Redis
 
 from app.config import Settings
-from app.core.auth.apikey_cache import ApiKeyCache, RejectedKey, ResolvedKey
+from app.core.auth.apikey_cache import ApiKeyCache, KeyResolver
 from app.core.auth.keys import KeyRing
+from app.core.auth.opaque import successor_key
 from app.core.auth.passwords import Passwords
 
 EXTENSION: Final = "auth"
 REDIS_EXTENSION: Final = "redis"  # app.core.redis.EXTENSION
-
-# Resolves a key digest from PostgreSQL on a cache miss (wired to app.services.api_keys).
-KeyResolver = Callable[[str], ResolvedKey | RejectedKey]
 
 
 class AuthState:
@@ -58,6 +56,11 @@ class AuthState:
     def api_keys(self) -> ApiKeyCache:
         """The API-key cache and last-used buffer."""
         return ApiKeyCache(self.redis, ttl=self.settings.api_key_cache_ttl)
+
+    @cached_property
+    def successor_key(self) -> bytes:
+        """HMAC key deriving refresh-token successors (app/core/auth/opaque.py)."""
+        return successor_key(self.settings.secret())
 
     @property
     def leeway(self) -> int:

@@ -1,23 +1,71 @@
 """Brute-force protection for login and register: fixed-window counters in Redis.
 
-Keyed per account (SHA-256 of the normalised email, so Redis holds no addresses) and
-per client IP (OWASP Authentication Cheat Sheet, "Account lockout" and "Protect
-against automated attacks"). A blocked attempt answers 429 with `Retry-After`, whether
-or not the account exists. A fixed window is enough here: the limits are small and a
-2x burst at a window edge still leaves an online guesser hopeless.
+Login counts every attempt *before* the password is checked, with one atomic script
+call per attempt (`admit`): parallel guesses cannot all pass a check made before any
+of them was counted, so a limit of L admits at most L password verifications. A
+refused attempt is counted nowhere. Three counters (OWASP Authentication Cheat Sheet,
+"Account lockout" and "Protect against automated attacks"):
+
+* per (account, IP): the strict one, it slows a guesser on one account from one place;
+* per account, all IPs: higher and shorter, against guessing from many IPs; since a
+  refused attempt counts nowhere, one IP adds at most its pair limit to it, so locking
+  the real owner out takes many IPs and lasts one short window;
+* per IP, all accounts: against spraying one password over many accounts.
+
+A successful login refunds its own attempt and clears its (account, IP) pair. Accounts
+are keyed by the SHA-256 of the normalised email (no addresses in Redis). A blocked
+attempt answers 429 with `Retry-After`, whether or not the account exists. A fixed
+window is enough here: the limits are small and a 2x burst at a window edge still
+leaves an online guesser hopeless. Register counts first too (`hit`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from redis import Redis
 
 from app.core.errors import RateLimited
 
 PREFIX: Final = "sapi:auth:throttle:"
+
+# KEYS: counters; ARGV: limit and window of each, in turn. Answers 0 when the attempt is
+# admitted (and counted on every counter), else the seconds until the fullest counter
+# that refused it resets (nothing counted).
+ADMIT_LUA: Final = """
+local wait = 0
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
+    local ttl = redis.call('TTL', KEYS[i])
+    if ttl < 1 then
+      ttl = tonumber(ARGV[2 * i])
+      redis.call('EXPIRE', KEYS[i], ttl)
+    end
+    if ttl > wait then wait = ttl end
+  end
+end
+if wait > 0 then return wait end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i]) end
+end
+return 0
+"""
+# KEYS: ARGV[1] counters to refund one attempt on (never below 0, never recreated once
+# expired), then counters to delete.
+SUCCEEDED_LUA: Final = """
+local refund = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  if i <= refund then
+    local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+    if n > 0 then redis.call('DECR', KEYS[i]) end
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,58 +82,43 @@ def account_key(action: str, email: str) -> str:
     return f"{PREFIX}{action}:acct:{hashlib.sha256(email.encode()).hexdigest()}"
 
 
+def pair_key(action: str, email: str, ip: str) -> str:
+    """Counter key for one account from one client IP bucket."""
+    digest = hashlib.sha256(email.encode()).hexdigest()
+    return f"{PREFIX}{action}:pair:{digest}:{ip}"
+
+
 def ip_key(action: str, ip: str) -> str:
-    """Counter key for one client IP."""
+    """Counter key for one client IP bucket (`app.core.client_ip.bucket`: IPv6 per network)."""
     return f"{PREFIX}{action}:ip:{ip}"
 
 
-def _raise_if_over(counts: list[int], ttls: list[int], counters: list[Counter]) -> None:
-    waits = [
-        ttl if ttl > 0 else c.window
-        for count, ttl, c in zip(counts, ttls, counters, strict=True)
-        if count >= c.limit
-    ]
-    if waits:
-        raise RateLimited(
-            "Too many attempts; retry later.",
-            retry_after=max(waits),
-            details={"retry_after": max(waits)},
-        )
+def _too_many(wait: int) -> RateLimited:
+    return RateLimited(
+        "Too many attempts; retry later.", retry_after=wait, details={"retry_after": wait}
+    )
 
 
-def ensure_allowed(redis: Redis, counters: list[Counter]) -> None:
-    """Raise `RateLimited` when any counter already reached its limit."""
-    pipe = redis.pipeline(transaction=False)
+def admit(redis: Redis, counters: list[Counter]) -> None:
+    """Count one attempt on every counter, or raise `RateLimited` counting nothing.
+
+    Check and count are one script call: call it before the expensive check it guards.
+    """
+    args: list[int] = []
     for c in counters:
-        pipe.get(c.key)
-        pipe.ttl(c.key)
-    raw = pipe.execute()
-    counts = [int(v or 0) for v in raw[0::2]]
-    _raise_if_over(counts, [int(t) for t in raw[1::2]], counters)
+        args += [c.limit, c.window]
+    raw = redis.eval(ADMIT_LUA, len(counters), *[c.key for c in counters], *args)
+    wait = int(cast(int, raw))
+    if wait > 0:
+        raise _too_many(wait)
 
 
-def record(redis: Redis, counters: list[Counter]) -> list[int]:
-    """Count one event on every counter; the window starts with the first event."""
-    pipe = redis.pipeline(transaction=False)
-    for c in counters:
-        pipe.set(c.key, 0, ex=c.window, nx=True)
-        pipe.incr(c.key)
-    raw = pipe.execute()
-    return [int(v) for v in raw[1::2]]
+def succeeded(redis: Redis, *, refund: list[Counter], clear: list[Counter]) -> None:
+    """After an admitted attempt succeeded: refund it on `refund`, reset `clear`."""
+    keys = [c.key for c in refund] + [c.key for c in clear]
+    redis.eval(SUCCEEDED_LUA, len(keys), *keys, len(refund))
 
 
 def hit(redis: Redis, counters: list[Counter]) -> None:
-    """Count one attempt and raise `RateLimited` once a limit is passed (register)."""
-    counts = record(redis, counters)
-    over = [max(0, n - 1) for n in counts]  # the attempt just counted is allowed up to limit
-    if any(n >= c.limit for n, c in zip(over, counters, strict=True)):
-        pipe = redis.pipeline(transaction=False)
-        for c in counters:
-            pipe.ttl(c.key)
-        _raise_if_over(over, [int(t) for t in pipe.execute()], counters)
-
-
-def clear(redis: Redis, keys: list[str]) -> None:
-    """Reset counters (a successful login clears its account's failures)."""
-    if keys:
-        redis.delete(*keys)
+    """Count one attempt, or raise `RateLimited` once a limit is reached (register)."""
+    admit(redis, counters)

@@ -42,12 +42,14 @@ class ErrorCode(StrEnum):
     # RATE_*: limits and quotas
     RATE_LIMIT_EXCEEDED = "RATE_LIMIT_EXCEEDED"
     RATE_LIMITER_UNAVAILABLE = "RATE_LIMITER_UNAVAILABLE"
+    RATE_CONCURRENCY_LIMIT = "RATE_CONCURRENCY_LIMIT"
     # AI_*: the AI gateway
     AI_PROVIDER_UNAVAILABLE = "AI_PROVIDER_UNAVAILABLE"
     AI_PROVIDER_ERROR = "AI_PROVIDER_ERROR"
     AI_PROVIDER_TIMEOUT = "AI_PROVIDER_TIMEOUT"
     AI_MODEL_NOT_FOUND = "AI_MODEL_NOT_FOUND"
     AI_TOKEN_LIMIT = "AI_TOKEN_LIMIT"
+    AI_PROMPT_TOO_LARGE = "AI_PROMPT_TOO_LARGE"
     # DB_*: the database
     DB_CONNECTION_ERROR = "DB_CONNECTION_ERROR"
     DB_INTEGRITY_ERROR = "DB_INTEGRITY_ERROR"
@@ -95,11 +97,13 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.VERSION_BROWNOUT: 410,
     ErrorCode.RATE_LIMIT_EXCEEDED: 429,
     ErrorCode.RATE_LIMITER_UNAVAILABLE: 503,
+    ErrorCode.RATE_CONCURRENCY_LIMIT: 429,
     ErrorCode.AI_PROVIDER_UNAVAILABLE: 503,
     ErrorCode.AI_PROVIDER_ERROR: 502,
     ErrorCode.AI_PROVIDER_TIMEOUT: 504,
     ErrorCode.AI_MODEL_NOT_FOUND: 404,
     ErrorCode.AI_TOKEN_LIMIT: 429,
+    ErrorCode.AI_PROMPT_TOO_LARGE: 413,
     ErrorCode.DB_CONNECTION_ERROR: 503,
     ErrorCode.DB_INTEGRITY_ERROR: 409,
     ErrorCode.DB_TIMEOUT: 503,
@@ -135,11 +139,16 @@ _DESCRIPTION: dict[ErrorCode, str] = {
     ErrorCode.VERSION_BROWNOUT: "The API version is in a scheduled brownout window.",
     ErrorCode.RATE_LIMIT_EXCEEDED: "A rate limit was hit; retry after `Retry-After` seconds.",
     ErrorCode.RATE_LIMITER_UNAVAILABLE: "The limiter's store is down and the policy fails closed.",
+    ErrorCode.RATE_CONCURRENCY_LIMIT: "Too many of the caller's generations are running at once; "
+    "retry after `Retry-After` seconds.",
     ErrorCode.AI_PROVIDER_UNAVAILABLE: "No provider can serve the request right now.",
     ErrorCode.AI_PROVIDER_ERROR: "The provider returned an error or an invalid response.",
-    ErrorCode.AI_PROVIDER_TIMEOUT: "The provider did not answer in time.",
+    ErrorCode.AI_PROVIDER_TIMEOUT: "The provider did not answer in time (or a stream reached "
+    "AI_STREAM_MAX_SECONDS).",
     ErrorCode.AI_MODEL_NOT_FOUND: "No configured provider serves the requested model.",
     ErrorCode.AI_TOKEN_LIMIT: "The caller's AI token budget is exhausted.",
+    ErrorCode.AI_PROMPT_TOO_LARGE: "The prompt (all messages together) is longer than "
+    "AI_MAX_PROMPT_CHARS characters.",
     ErrorCode.DB_CONNECTION_ERROR: "The database is unreachable; retry later.",
     ErrorCode.DB_INTEGRITY_ERROR: "The write violates a database constraint.",
     ErrorCode.DB_TIMEOUT: "The database did not answer within the statement timeout; retry later.",

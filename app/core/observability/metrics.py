@@ -156,7 +156,8 @@ AI_TOKENS_ESTIMATED: Final = Counter(
 #: side: client (the caller went away) | provider (the provider failed mid-stream)
 AI_STREAM_ENDS: Final = Counter(
     "sapi_ai_stream_interruptions_total",
-    "Streams that ended before the provider finished, by the side that ended them.",
+    "Streams that ended before the provider finished, by the side that ended them "
+    "(provider, client, or deadline: AI_STREAM_MAX_SECONDS).",
     ["side"],
 )
 #: outcome: succeeded | failed | cancelled | dead

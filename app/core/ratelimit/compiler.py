@@ -81,6 +81,20 @@ def _limit(spec: Limit, *, index: int, prefix: str, duplicate_window: bool) -> C
     )
 
 
+def _methods(methods: list[str]) -> frozenset[str] | None:
+    """The declared methods, with HEAD wherever GET is: a HEAD request runs the GET view.
+
+    Flask and werkzeug answer HEAD with the GET view (RFC 9110 section 9.3.2: the same
+    response without content), so a GET-only rule that let HEAD through would let a
+    client spend the same work outside the limit. Both count against the same bucket:
+    the Redis key names the rule, never the method.
+    """
+    declared = frozenset(methods)
+    if "GET" in declared:
+        declared |= {"HEAD"}
+    return declared or None
+
+
 def _key_kind(key: str) -> tuple[KeyKind, str | None]:
     if key.startswith("header:"):
         return "header", key.split(":", 1)[1].lower()
@@ -115,7 +129,7 @@ def compile_rule(
         mode=mode,
         failure_mode=failure_mode,
         versions=frozenset(m.versions) or None,
-        methods=frozenset(m.methods) or None,
+        methods=_methods(list(m.methods)),
         roles=frozenset(m.roles) or None,
         path_regex=_paths_regex(list(m.paths)),
         paths=tuple(m.paths),

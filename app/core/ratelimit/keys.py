@@ -3,7 +3,8 @@
 * `user`: the account (a user, or the user owning an API key); anonymous callers fall
   back to their IP, so an unauthenticated flood cannot share one bucket with nobody.
 * `apiKey`: the API key; callers without one fall back to `user`, then IP.
-* `ip`: the client address as seen after the trusted proxies (`TRUSTED_PROXIES`).
+* `ip`: the client address as seen after the trusted proxies (`TRUSTED_PROXIES`); IPv6
+  clients by their `/RATELIMIT_IPV6_PREFIX` network (`app.core.client_ip.bucket`).
 * `role`: everyone holding the role the rule matched on (first of the rule's roles the
   caller holds, else the caller's first role, else `anonymous`).
 * `global`: one bucket for every caller.

@@ -15,6 +15,7 @@ from typing import Final
 from flask import Flask, Request, Response, current_app, g
 from flask.ctx import _AppCtxGlobals
 
+from app.core import client_ip
 from app.core.auth.caller import ANONYMOUS, Caller
 from app.core.auth.identify import RATELIMIT_GATE
 from app.core.errors import ErrorCode
@@ -96,7 +97,8 @@ def _limit_request() -> None:
     rl: RateLimiter = app.extensions[EXTENSION]
     versions = app.extensions.get("api_versions", {})
     gate: Gate | None = state.pop(_GATE, None)
-    decision = _check(rl, req, state, versions, gates=gate.keys if gate else ())
+    ip = client_ip.bucket(req.remote_addr, app.extensions["settings"].ratelimit_ipv6_prefix)
+    decision = _check(rl, req, state, versions, ip=ip, gates=gate.keys if gate else ())
     if gate is not None:
         if decision is None:
             setattr(state, _GATE, gate)
@@ -106,7 +108,7 @@ def _limit_request() -> None:
             if decision.gated:
                 # Nothing was charged; the caller may have changed (a revoked token is now
                 # anonymous): check again for whoever it is now.
-                decision = _check(rl, req, state, versions, gates=())
+                decision = _check(rl, req, state, versions, ip=ip, gates=())
     if decision is None:
         return
     setattr(state, _DECISION, decision)
@@ -146,6 +148,7 @@ def _check(
     state: _AppCtxGlobals,
     versions: dict[int, str],
     *,
+    ip: str,
     gates: Sequence[str],
 ) -> Decision | None:
     """The decision for the current caller, or None when nothing limits the request."""
@@ -160,7 +163,7 @@ def _check(
     return rl.check(
         plan,
         caller=caller,
-        ip=req.remote_addr or "unknown",
+        ip=ip,
         roles=roles,
         headers=req.headers,
         gates=gates,

@@ -116,6 +116,23 @@ class LimiterStore:
             return None, gate_values
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows], gate_values
 
+    def run_script(
+        self, source: str, sha: str, keys: Sequence[str], args: Sequence[str | int | float]
+    ) -> object:
+        """Run another Lua script (EVALSHA, EVAL when Redis forgot it) with the same timeout,
+        cooldown and `StoreUnavailable` as the limiter's own (app/core/ai/concurrency.py)."""
+        if not self.healthy:
+            raise StoreUnavailable("rate-limit store in cooldown after a failure")
+        try:
+            try:
+                return self._command("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return self._command("EVAL", source, len(keys), *keys, *args)
+        except RedisError as exc:
+            self._trip()
+            log.warning("rate-limit store unavailable: %s", type(exc).__name__)
+            raise StoreUnavailable(str(exc)) from exc
+
     def read(self, keys: Sequence[str]) -> list[bytes | None]:
         """Plain MGET (gates of a request nothing limits)."""
         if not self.healthy:

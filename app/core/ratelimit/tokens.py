@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from flask import Flask, current_app, has_request_context, request
 
+from app.core import client_ip
 from app.core.auth.caller import Caller
 from app.core.errors import ErrorCode
 from app.core.errors.exceptions import DependencyUnavailable, RateLimited
@@ -80,7 +81,7 @@ def reserve_tokens(
     if in_request:
         path = request.path if path is None else path
         method = request.method if method is None else method
-        ip = (request.remote_addr or "unknown") if ip is None else ip
+        ip = client_ip.request_bucket() if ip is None else ip
     rl = limiter(app)
     versions = (app or current_app).extensions.get("api_versions", {})
     roles = caller_roles(caller)

@@ -1,1 +1,1 @@
-"""Example extension: short notes stored in PostgreSQL, under `/v1/notes`."""
+"""Example extension: each signed-in user's short notes, in PostgreSQL, under `/v1/notes`."""

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Final
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
 from app.models.base import CoreModel
+
+#: Largest page, and deepest offset of `GET /v1/notes` (deeper: the cursors of /v2/notes).
+MAX_PAGE: Final = 100
+MAX_OFFSET: Final = 10_000
+#: `count` stops counting here, so a listing never scans more than this many rows.
+MAX_COUNT: Final = 10_000
 
 
 class NoteBase(SQLModel):
@@ -34,9 +42,13 @@ class NoteUpdate(SQLModel):
 
 
 class Note(CoreModel, NoteBase, table=True):
-    """The table."""
+    """The table: every note belongs to the user who wrote it."""
 
     __tablename__ = "custom_notes"
+    # Serves every query of the example: one owner's notes, newest first (keyset pages).
+    __table_args__ = (sa.Index("ix_custom_notes_owner_created", "owner_id", "created_at", "id"),)
+
+    owner_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
 
 
 class NotePublic(BaseModel):
@@ -50,10 +62,13 @@ class NotePublic(BaseModel):
 
 
 class NotesPublic(BaseModel):
-    """A page of notes."""
+    """A page of the caller's notes."""
 
     data: list[NotePublic]
-    count: int
+    count: int = Field(
+        description=f"The caller's notes, counted up to {MAX_COUNT:,} ({MAX_COUNT:,} means "
+        "at least that many: the count never scans further)"
+    )
 
 
 class NoteListQuery(BaseModel):
@@ -61,7 +76,8 @@ class NoteListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=20, ge=1, le=100)
-    # Bounded: PostgreSQL's OFFSET is a bigint, and a larger value was a 500 (found by
-    # tests/fuzz). Deep pages belong to the cursor pagination of GET /v2/notes anyway.
-    offset: int = Field(default=0, ge=0, le=1_000_000)
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE)
+    # Bounded: PostgreSQL's OFFSET is a bigint (a larger value was a 500, found by
+    # tests/fuzz), and it reads and discards every skipped row. Deep pages belong to the
+    # keyset (cursor) pagination of GET /v2/notes.
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)

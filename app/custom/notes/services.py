@@ -1,36 +1,44 @@
-"""Service functions for notes: keyword-only, raise domain errors, no Flask imports."""
+"""Service functions for notes: keyword-only, raise domain errors, no Flask imports.
+
+Every function takes the owner: a note is only ever read or changed by its owner, and
+another user's note is `NotFound` exactly like a missing one (no way to probe ids).
+"""
 
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.core.errors import NotFound
-from app.custom.notes.models import Note, NoteCreate, NoteUpdate
+from app.custom.notes.models import MAX_COUNT, Note, NoteCreate, NoteUpdate
 
 
-def create_note(*, session: Session, data: NoteCreate) -> Note:
-    """Insert a note and commit."""
-    note = Note.model_validate(data)
+def create_note(*, session: Session, owner_id: uuid.UUID, data: NoteCreate) -> Note:
+    """Insert a note owned by `owner_id` and commit."""
+    note = Note.model_validate(data, update={"owner_id": owner_id})
     session.add(note)
     session.commit()
     session.refresh(note)
     return note
 
 
-def get_note(*, session: Session, note_id: uuid.UUID) -> Note:
-    """One note, or `NotFound`."""
-    note = session.get(Note, note_id)
+def get_note(*, session: Session, owner_id: uuid.UUID, note_id: uuid.UUID) -> Note:
+    """One of the owner's notes, or `NotFound` (also when someone else owns it)."""
+    note = session.exec(
+        select(Note).where(col(Note.id) == note_id, col(Note.owner_id) == owner_id)
+    ).first()
     if note is None:
         raise NotFound(f"Note {note_id} does not exist.")
     return note
 
 
-def update_note(*, session: Session, note_id: uuid.UUID, data: NoteUpdate) -> Note:
+def update_note(
+    *, session: Session, owner_id: uuid.UUID, note_id: uuid.UUID, data: NoteUpdate
+) -> Note:
     """Apply the fields that were sent."""
-    note = get_note(session=session, note_id=note_id)
+    note = get_note(session=session, owner_id=owner_id, note_id=note_id)
     for key, value in data.model_dump(exclude_unset=True).items():
         setattr(note, key, value)
     session.add(note)
@@ -39,10 +47,27 @@ def update_note(*, session: Session, note_id: uuid.UUID, data: NoteUpdate) -> No
     return note
 
 
-def list_notes(*, session: Session, limit: int, offset: int) -> tuple[list[Note], int]:
-    """A page of notes, newest first, and the total count."""
-    total = session.exec(select(func.count()).select_from(Note)).one()
+def delete_note(*, session: Session, owner_id: uuid.UUID, note_id: uuid.UUID) -> None:
+    """Delete one of the owner's notes, or `NotFound`."""
+    session.delete(get_note(session=session, owner_id=owner_id, note_id=note_id))
+    session.commit()
+
+
+def list_notes(
+    *, session: Session, owner_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Note], int]:
+    """A page of the owner's notes, newest first, and their count up to `MAX_COUNT`.
+
+    The count reads at most `MAX_COUNT` index entries, so a caller with many notes cannot
+    make every listing scan all of them.
+    """
+    mine = select(col(Note.id)).where(col(Note.owner_id) == owner_id).limit(MAX_COUNT)
+    total = session.exec(select(func.count()).select_from(mine.subquery())).one()
     rows = session.exec(
-        select(Note).order_by(Note.created_at.desc()).offset(offset).limit(limit)  # type: ignore[attr-defined]
+        select(Note)
+        .where(col(Note.owner_id) == owner_id)
+        .order_by(col(Note.created_at).desc(), col(Note.id).desc())
+        .offset(offset)
+        .limit(limit)
     ).all()
     return list(rows), int(total)

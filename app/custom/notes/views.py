@@ -1,4 +1,10 @@
-"""HTTP views of the notes example; validated and documented by `@operation`."""
+"""HTTP views of the notes example; validated and documented by `@operation`.
+
+Every route needs a signed-in user (`@require_auth`, above `@operation` so a caller is
+authorized before its body is validated) and works on the caller's own notes only.
+Readonly accounts may read; writing needs the `user` role (the decorator's rule for
+unsafe methods). API keys are refused: no route names a scope (docs/auth.md).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import uuid
 
 from flask import Blueprint, Response, g
 
+from app.core.auth import current_caller, require_auth
 from app.core.db import get_session
+from app.core.errors import ErrorCode, Unauthorized
 from app.core.openapi import operation
 from app.core.responses import created, ok
 from app.custom.notes import services
@@ -19,6 +27,7 @@ from app.custom.notes.models import (
 )
 
 bp = Blueprint("custom_notes", __name__, url_prefix="/v1/notes")
+TAGS = ["notes (extension example)"]
 
 
 @bp.before_request
@@ -26,57 +35,81 @@ def _version() -> None:
     g.api_version = "1.0"
 
 
+def owner() -> uuid.UUID:
+    """The signed-in caller's user id: the owner of every note it touches."""
+    try:
+        return uuid.UUID(str(current_caller().subject))
+    except ValueError:  # our tokens name a user id; anything else is not one of ours
+        raise Unauthorized(code=ErrorCode.AUTH_INVALID_TOKEN) from None
+
+
 @bp.post("")
+@require_auth()
 @operation(
     "Create a note",
-    tags=["notes (extension example)"],
+    tags=TAGS,
     body=NoteCreate,
     response=NotePublic,
     status=201,
+    auth=True,
     errors=[503],
 )
 def create_note(body: NoteCreate) -> Response:
-    """Create a note."""
-    note = services.create_note(session=get_session(), data=body)
+    """Create a note owned by the caller."""
+    note = services.create_note(session=get_session(), owner_id=owner(), data=body)
     return created(
         NotePublic.model_validate(note, from_attributes=True), location=f"/v1/notes/{note.id}"
     )
 
 
 @bp.get("")
+@require_auth()
 @operation(
-    "List notes",
-    tags=["notes (extension example)"],
+    "List your notes",
+    tags=TAGS,
     query=NoteListQuery,
     response=NotesPublic,
+    auth=True,
     errors=[503],
 )
 def list_notes(query: NoteListQuery) -> Response:
-    """A page of notes, newest first."""
-    rows, total = services.list_notes(session=get_session(), limit=query.limit, offset=query.offset)
+    """A page of the caller's notes, newest first."""
+    rows, total = services.list_notes(
+        session=get_session(), owner_id=owner(), limit=query.limit, offset=query.offset
+    )
     data = [NotePublic.model_validate(n, from_attributes=True) for n in rows]
     return ok(NotesPublic(data=data, count=total))
 
 
 @bp.get("/<uuid:note_id>")
-@operation(
-    "Read a note", tags=["notes (extension example)"], response=NotePublic, errors=[404, 503]
-)
+@require_auth()
+@operation("Read one of your notes", tags=TAGS, response=NotePublic, auth=True, errors=[404, 503])
 def get_note(note_id: uuid.UUID) -> Response:
-    """One note."""
-    note = services.get_note(session=get_session(), note_id=note_id)
+    """One note of the caller's; someone else's is 404 like a missing one."""
+    note = services.get_note(session=get_session(), owner_id=owner(), note_id=note_id)
     return ok(NotePublic.model_validate(note, from_attributes=True))
 
 
 @bp.patch("/<uuid:note_id>")
+@require_auth()
 @operation(
-    "Update a note",
-    tags=["notes (extension example)"],
+    "Update one of your notes",
+    tags=TAGS,
     body=NoteUpdate,
     response=NotePublic,
+    auth=True,
     errors=[404, 503],
 )
 def update_note(note_id: uuid.UUID, body: NoteUpdate) -> Response:
     """Change a note's title or body."""
-    note = services.update_note(session=get_session(), note_id=note_id, data=body)
+    note = services.update_note(session=get_session(), owner_id=owner(), note_id=note_id, data=body)
     return ok(NotePublic.model_validate(note, from_attributes=True))
+
+
+@bp.delete("/<uuid:note_id>")
+@require_auth()
+@operation("Delete one of your notes", tags=TAGS, auth=True, errors=[404, 503])
+def delete_note(note_id: uuid.UUID) -> Response:
+    """Delete a note of the caller's."""
+    services.delete_note(session=get_session(), owner_id=owner(), note_id=note_id)
+    return ok(None, message="Note deleted.")

@@ -22,6 +22,17 @@
 {{- printf "%s-%s" (include "structured-api.fullname" .root | trunc (sub 62 (len .component) | int) | trimSuffix "-") .component -}}
 {{- end -}}
 
+{{/* TRUSTED_PROXIES: an explicit integer wins; auto/null trusts the chart's own ingress
+     (one hop) and nothing without it, so a direct client cannot spoof X-Forwarded-For. */}}
+{{- define "structured-api.trustedProxies" -}}
+{{- $value := .Values.trustedProxies -}}
+{{- if or (kindIs "invalid" $value) (eq (toString $value) "auto") -}}
+{{- ternary 1 0 (.Values.ingress.enabled | default false) -}}
+{{- else -}}
+{{- int $value -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "structured-api.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -94,6 +105,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- define "structured-api.redisSecretKey" -}}
 {{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}REDIS_URL{{ end -}}
+{{- end -}}
+
+{{/* The release's Secrets as namespace/name (OPERATOR_PROTECTED_SECRETS of the operator). */}}
+{{- define "structured-api.protectedSecrets" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list (include "structured-api.appSecretName" .) (include "structured-api.databaseSecretName" .) (include "structured-api.redisSecretName" .) -}}
+{{- $out := list -}}
+{{- range $names }}{{ $out = append $out (printf "%s/%s" $ns .) }}{{ end -}}
+{{- join "," ($out | uniq) -}}
 {{- end -}}
 
 {{/* Namespaces the operator watches (namespace scope). */}}

@@ -101,6 +101,40 @@ CASES = [
     ),
     pytest.param(
         "AIProvider",
+        {"type": "OpenAI", "baseURL": "http://169.254.169.254/latest", "models": [{"name": "m"}]},
+        "baseURL must not be a link-local or cloud metadata address",
+        id="metadata-address",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "OpenAI", "baseURL": "https://[fe80::1]/v1", "models": [{"name": "m"}]},
+        "baseURL must not be a link-local or cloud metadata address",
+        id="link-local-ipv6",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "OpenAI", "baseURL": "https://[fd00:ec2::254]/", "models": [{"name": "m"}]},
+        "baseURL must not be a link-local or cloud metadata address",
+        id="aws-metadata-ipv6",
+    ),
+    pytest.param(
+        "AIProvider",
+        {
+            "type": "OpenAI",
+            "baseURL": "http://Metadata.Google.Internal/computeMetadata/v1",
+            "models": [{"name": "m"}],
+        },
+        "baseURL must not be a link-local or cloud metadata address",
+        id="metadata-host-name",
+    ),
+    pytest.param(
+        "AIProvider",
+        {"type": "OpenAI", "baseURL": "ftp://files.example.com/", "models": [{"name": "m"}]},
+        "baseURL must be an http or https URL",
+        id="not-http",
+    ),
+    pytest.param(
+        "AIProvider",
         {"type": "Echo", "models": [{"name": "a"}], "defaultModel": "b"},
         "defaultModel must be one of models",
         id="unknown-default-model",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import httpx
 
 from app.core.ai.providers.anthropic import AnthropicProvider
@@ -31,6 +33,7 @@ def build_provider(
     api_key: str | None,
     transport: httpx.BaseTransport | None,
     connect_timeout: float,
+    allowed_http_hosts: Collection[str] = (),
 ) -> Provider:
     """The provider object for `spec` (HTTP ones need `transport`)."""
     if spec.type is ProviderType.ECHO:
@@ -43,4 +46,5 @@ def build_provider(
         api_key=api_key,
         transport=transport,
         connect_timeout=connect_timeout,
+        allowed_http_hosts=allowed_http_hosts,
     )

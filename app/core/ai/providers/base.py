@@ -10,16 +10,22 @@ transport errors become `ProviderFailure`s here, in one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final, Protocol
 
 import httpx
 
+from app.core import egress
 from app.core.ai import sse
+from app.core.ai.deadline import bounded
 from app.core.ai.errors import FailureKind, ProviderFailure
 from app.core.ai.retry import parse_retry_after
+from app.core.ai.transport import refused as address_refused
 from app.core.ai.types import ChatRequest, Completion, StreamEvent
 from app.core.specs.ai_provider import AIProviderSpec
+
+log = logging.getLogger("structured_api.ai")
 
 #: Longest error body read (and thrown away) before closing a failed response.
 MAX_ERROR_BODY = 64 * 1024
@@ -42,7 +48,9 @@ class Provider(Protocol):
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion: ...
 
-    def stream(self, request: ChatRequest, *, timeout: float) -> ProviderStream: ...
+    def stream(
+        self, request: ChatRequest, *, timeout: float, deadline: float | None = None
+    ) -> ProviderStream: ...
 
 
 def failure_from_status(
@@ -67,6 +75,8 @@ def failure_from_status(
 
 def failure_from_transport(provider: str, exc: httpx.HTTPError) -> ProviderFailure:
     """The failure a transport exception means (timeouts, refused or dropped connections)."""
+    if address_refused(exc):
+        return ProviderFailure(FailureKind.ORIGIN_REFUSED, provider=provider, detail="address")
     if isinstance(exc, httpx.TimeoutException):
         return ProviderFailure(FailureKind.TIMEOUT, provider=provider, detail=type(exc).__name__)
     if isinstance(exc, httpx.ConnectError):
@@ -84,9 +94,13 @@ def bad_response(provider: str, what: str) -> ProviderFailure:
 class HttpStream:
     """A provider's SSE response parsed into events; raises `ProviderFailure` on faults."""
 
-    def __init__(self, provider: HttpProvider, response: httpx.Response) -> None:
+    def __init__(
+        self, provider: HttpProvider, response: httpx.Response, deadline: float | None = None
+    ) -> None:
         self.provider = provider
         self.response = response
+        # Checked at every chunk received, below the SSE parser (app/core/ai/deadline.py).
+        bounded(response, deadline=deadline, provider=provider.name)
 
     def __iter__(self) -> Iterator[StreamEvent]:
         name = self.provider.name
@@ -137,12 +151,18 @@ class HttpProvider:
         api_key: str | None,
         transport: httpx.BaseTransport,
         connect_timeout: float,
+        allowed_http_hosts: Collection[str] = (),
     ) -> None:
         self.name = name
         self.spec = spec
         self._api_key = api_key
         self.transport = transport
         self.connect_timeout = connect_timeout
+        # Checked on every call, not trusted from the write: a row stored before the
+        # policy (or past it, straight into PostgreSQL) never reaches a refused origin.
+        self.refused = egress.policy_problem(str(spec.baseURL), allowed_http_hosts)
+        if self.refused is not None:
+            log.warning("AI provider %s is never called: baseURL %s", name, self.refused)
         self._urls: dict[str, httpx.URL] = {}
         self._headers = {
             False: self._build_headers("application/json"),
@@ -207,6 +227,8 @@ class HttpProvider:
         )
 
     def _send(self, http_request: httpx.Request) -> httpx.Response:
+        if self.refused is not None:
+            raise ProviderFailure(FailureKind.ORIGIN_REFUSED, provider=self.name, detail="url")
         try:
             response = self.transport.handle_request(http_request)
         except httpx.HTTPError as exc:
@@ -233,7 +255,9 @@ class HttpProvider:
             raise bad_response(self.name, "body is not JSON") from None
         return self.parse(payload)
 
-    def stream(self, request: ChatRequest, *, timeout: float) -> HttpStream:
+    def stream(
+        self, request: ChatRequest, *, timeout: float, deadline: float | None = None
+    ) -> HttpStream:
         """Open a streamed call; the status is checked before returning."""
         response = self._send(self._request(request, stream=True, timeout=timeout))
         failure = failure_from_status(self.name, response.status_code, response.headers)
@@ -244,4 +268,4 @@ class HttpProvider:
         if "text/event-stream" not in content_type:
             response.close()
             raise bad_response(self.name, "stream is not text/event-stream")
-        return HttpStream(self, response)
+        return HttpStream(self, response, deadline)

@@ -61,6 +61,12 @@ class EchoProvider:
             finish_reason="stop",
         )
 
-    def stream(self, request: ChatRequest, *, timeout: float) -> _EchoStream:  # noqa: ARG002
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        timeout: float,  # noqa: ARG002
+        deadline: float | None = None,  # noqa: ARG002 - checked per event by the gateway
+    ) -> _EchoStream:
         """Stream the same answer word by word."""
         return _EchoStream(request)

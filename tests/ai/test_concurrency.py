@@ -1,0 +1,117 @@
+"""The per-caller concurrency cap's slots in a real Redis (app/core/ai/concurrency.py).
+
+What gunicorn adds (slots held by running streams, released when they finish or the
+client leaves, the 429 envelope) is in test_stream_limits.py.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from flask import Flask
+
+from app.core.ai import concurrency
+from app.core.ai.concurrency import PREFIX, acquire
+from app.core.errors import ErrorCode, RateLimited
+from app.core.ratelimit.store import LimiterStore, build_client
+from app.core.warnings import current_warnings
+from tests.support.processes import free_port
+
+LEASE = 60.0
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[LimiterStore]:
+    """The limiter's store on the session Redis (keys are per test: a fresh owner each)."""
+    client = build_client(redis_url, timeout=0.5)
+    yield LimiterStore(client)
+    client.close()
+
+
+def owner() -> str:
+    """A caller no other test uses."""
+    return f"user:{uuid.uuid4()}"
+
+
+def test_a_caller_holds_at_most_its_limit_and_a_released_slot_is_free_again(
+    store: LimiterStore,
+) -> None:
+    who = owner()
+    held = [acquire(store, who, limit=2, lease_seconds=LEASE) for _ in range(2)]
+
+    with pytest.raises(RateLimited) as refused:
+        acquire(store, who, limit=2, lease_seconds=LEASE)
+    assert refused.value.code is ErrorCode.RATE_CONCURRENCY_LIMIT
+    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "1"}
+    assert refused.value.details == {"limit": 2, "running": 2, "scope": "caller"}
+    acquire(store, owner(), limit=2, lease_seconds=LEASE).release()  # others are not affected
+
+    held[0].release()
+    held[0].release()  # a second release does nothing
+    again = acquire(store, who, limit=2, lease_seconds=LEASE)
+    with pytest.raises(RateLimited):
+        acquire(store, who, limit=2, lease_seconds=LEASE)
+    again.release()
+    held[1].release()
+    assert store.client.zcard(PREFIX + who) == 0
+
+
+def test_a_slot_never_released_expires_with_its_lease(store: LimiterStore) -> None:
+    who = owner()
+    acquire(store, who, limit=1, lease_seconds=0.4)  # its process "died": never released
+    with pytest.raises(RateLimited):
+        acquire(store, who, limit=1, lease_seconds=0.4)
+    assert 0 < store.client.pttl(PREFIX + who) <= 400  # an idle caller leaves no key behind
+
+    time.sleep(0.5)
+
+    acquire(store, who, limit=1, lease_seconds=LEASE).release()
+
+
+def test_a_resent_acquire_finds_its_own_slot_instead_of_taking_a_second(
+    store: LimiterStore,
+) -> None:
+    # ThreadCommands sends a command again after a dropped connection: the first may have
+    # run. Same slot id twice: one slot, and the caller is not refused.
+    key, args = PREFIX + owner(), [1, 60_000, "slot-1"]
+    first = store.run_script(concurrency._ACQUIRE, concurrency._ACQUIRE_SHA, [key], args)
+    second = store.run_script(concurrency._ACQUIRE, concurrency._ACQUIRE_SHA, [key], args)
+    assert first == second == [1, 1]
+    assert store.client.zcard(key) == 1
+
+
+def test_no_cap_configured_or_no_store_takes_nothing(store: LimiterStore) -> None:
+    who = owner()
+    for _ in range(3):
+        acquire(store, who, limit=0, lease_seconds=LEASE)
+        acquire(None, who, limit=1, lease_seconds=LEASE)
+    assert store.client.exists(PREFIX + who) == 0
+
+
+def test_an_unreachable_redis_lets_the_call_run_with_the_degraded_warning(app: Flask) -> None:
+    dead = LimiterStore(build_client(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
+    with app.test_request_context("/v1/ai/generate", method="POST"):
+        started = time.perf_counter()
+        slot = acquire(dead, owner(), limit=1, lease_seconds=LEASE)
+        second = acquire(dead, owner(), limit=1, lease_seconds=LEASE)  # in the cooldown
+        assert time.perf_counter() - started < 0.5
+        assert [w.code for w in current_warnings()] == ["RATE_LIMITER_DEGRADED"]
+    assert slot.store is None and second.store is None
+    slot.release()  # nothing to give back
+
+
+def test_a_slot_whose_release_cannot_reach_redis_is_left_to_its_lease(
+    store: LimiterStore, redis_url: str
+) -> None:
+    who = owner()
+    slot = acquire(store, who, limit=1, lease_seconds=LEASE)
+    slot.store = LimiterStore(build_client(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2))
+
+    slot.release()  # logs, never raises: the request is already answered
+
+    assert redis.Redis.from_url(redis_url).zcard(PREFIX + who) == 1
+    assert 0 < store.client.pttl(PREFIX + who) <= LEASE * 1000
