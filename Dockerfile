@@ -20,11 +20,17 @@ FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
+# UV_SYSTEM_CERTS: uv trusts the image's CA store (Debian's ca-certificates, the same
+# Mozilla roots uv bundles) instead of its built-in copy, so a build behind a
+# TLS-inspecting proxy works by mounting that proxy's bundle over
+# /etc/ssl/certs/ca-certificates.crt for the RUN steps (scripts/images/app.py does). Build
+# stage only: the runtime image keeps its own trust settings.
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11 \
-    UV_PROJECT_ENVIRONMENT=/opt/venv
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_SYSTEM_CERTS=1
 WORKDIR /src
 # Dependencies first, from the lock file only: this layer is reused until uv.lock changes.
 COPY pyproject.toml uv.lock ./

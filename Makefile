@@ -13,9 +13,10 @@ UV := $(if $(shell command -v uv 2>/dev/null),uv,python3 -m uv)
 RUN := $(UV) run --frozen
 PYTEST := $(RUN) pytest -p no:cacheprovider
 # Marks that need extra machinery or minutes; `test-fast` leaves them out, `test` runs all.
-SLOW_MARKS := slow or browser or k8s or chaos or bench_smoke
+SLOW_MARKS := slow or browser or k8s or cluster or images or chaos or bench_smoke
 
-.PHONY: help venv tools dev lint test test-fast control-plane bench chaos chart-test docs crds clean clean-dev flask
+.PHONY: help venv tools dev lint test test-fast control-plane images cluster cluster-down bench chaos \
+	chart-test docs crds clean clean-dev flask
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -42,8 +43,9 @@ lint: ## ruff (lint + format check) and mypy
 	$(RUN) mypy
 
 # pytest's exit code 5 (no tests collected) fails the target like any other failure.
-# tools and control-plane come first so their progress shows instead of a silent fixture.
-test: venv tools control-plane lint ## Install/build what the suite needs, lint, every mark
+# tools, control-plane and the base images come first so their progress shows (a cold
+# build takes minutes) instead of a silent fixture.
+test: venv tools control-plane images-base lint ## Install/build what the suite needs, lint, every mark
 	$(PYTEST) -m ""
 
 test-fast: venv ## The suite without slow, browser, k8s, chaos and bench_smoke tests
@@ -56,8 +58,20 @@ docs: venv ## Regenerate generated docs (error catalogue, README settings table,
 crds: venv ## Regenerate the CRD YAML, operator RBAC and docs/crds.md from app/core/specs
 	$(RUN) python scripts/gen_crds.py
 
-control-plane: ## Build kube-apiserver and etcd into .cache/control-plane
-	scripts/build-control-plane.sh
+control-plane: ## Build etcd, kube-apiserver and the cluster's binaries into .cache/control-plane
+	scripts/build-control-plane.sh cluster
+
+images-base: venv ## Build the local Python and uv base images (.cache/images; root, buildah)
+	PYTHONPATH=scripts $(RUN) python -m images build base
+
+images: venv ## Build every container image with buildah: bases, the app, dev dependencies
+	PYTHONPATH=scripts $(RUN) python -m images build all
+
+cluster: venv control-plane ## Start the one-node Kubernetes cluster (root; docs/cluster.md)
+	$(RUN) python scripts/cluster.py up --detach
+
+cluster-down: venv ## Stop the cluster and remove everything it left (also after a killed up)
+	$(RUN) python scripts/cluster.py down
 
 bench: venv ## Pipeline benchmark + every bench/ script into bench/results/ (docs/performance.md)
 	$(RUN) python -m bench.run

@@ -18,6 +18,14 @@ declare -A wanted=(
   [wrk]=wrk               # load generator of bench/run.py (bench_smoke tests)
   [setpriv]=util-linux    # parent-death signal of every server the tests start
   [curl]=curl             # README "Try it" (tests/test_try_it.py)
+  [debootstrap]=debootstrap  # the local Python base image (scripts/images/base.py)
+  [containerd]=containerd # one-node cluster (docs/cluster.md): CRI runtime, ctr
+  [runc]=runc             # one-node cluster: OCI runtime under containerd
+  [buildah]=buildah       # one-node cluster: FROM-scratch images without a registry
+  [iptables]=iptables     # one-node cluster: kube-proxy (iptables mode), pod isolation
+  [busybox]=busybox-static  # one-node cluster tests: static busybox image
+  [/usr/lib/cni/bridge]=containernetworking-plugins  # one-node cluster: CNI plugins
+  [nft]=nftables          # one-node cluster: cleanup of nf_tables tables
 )
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -29,7 +37,7 @@ if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1 
 fi
 
 if ((${#missing[@]} == 0)); then
-  log "chromium, promtool, wrk, setpriv, curl: present"
+  log "present: ${!wanted[*]}"
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then

@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -63,7 +63,17 @@ class ControlPlane:
         *,
         binaries: Binaries | None = None,
         start_timeout: float = 120.0,
+        host: str = "127.0.0.1",
+        pki: Pki | None = None,
+        apiserver_flags: Mapping[str, str | None] | None = None,
     ) -> None:
+        """Start etcd and kube-apiserver; the defaults make the envtest-like test plane.
+
+        host: the address kube-apiserver binds and advertises (a cluster's node address,
+        which pods reach through the `kubernetes` Service). pki: certificates made by the
+        caller (write_pki with the extra hosts), written to work_dir/pki when None.
+        apiserver_flags: "--flag" -> value overriding the defaults; None drops a flag.
+        """
         self.work_dir = Path(work_dir).resolve()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         extra = [u if isinstance(u, User) else User(u[0], tuple(u[1])) for u in users]
@@ -75,12 +85,14 @@ class ControlPlane:
         self.binaries = binaries or ensure_binaries()
         self.helm_bin, self.kubectl_bin = helm_kubectl()
         self.start_timeout = start_timeout
+        self.host = host
+        self.apiserver_flags = dict(apiserver_flags or {})
         self._etcd: subprocess.Popen[bytes] | None = None
         self._apiserver: subprocess.Popen[bytes] | None = None
         self.timings: dict[str, float] = {}
         began = time.monotonic()
         try:
-            self.pki: Pki = write_pki(self.work_dir / "pki")
+            self.pki: Pki = pki or write_pki(self.work_dir / "pki")
             self.etcd_url = self._retry_ports(self._start_etcd)
             self.server = self._retry_ports(self._start_apiserver)
         except BaseException:
@@ -209,7 +221,7 @@ class ControlPlane:
 
     def _start_apiserver(self) -> str:
         port = free_port()
-        server = f"https://127.0.0.1:{port}"
+        server = f"https://{self.host}:{port}"
         tokens = self.work_dir / "tokens.csv"
         # Static token file: token,user,uid,"group1,group2" (kube-apiserver --token-auth-file).
         rows = (f'{u.token},{u.name},{u.name},"{",".join(u.groups)}"' for u in self.users.values())
@@ -217,30 +229,29 @@ class ControlPlane:
         tokens.chmod(0o600)
         log = self.work_dir / "kube-apiserver.log"
         began = time.monotonic()
-        self._apiserver = spawn(
-            [
-                self.binaries.kube_apiserver,
-                # Flags envtest uses (controller-runtime controlplane/apiserver.go, see notes).
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
-                f"--cert-dir={self.work_dir / 'apiserver-certs'}",
-                "--authorization-mode=RBAC",
-                f"--secure-port={port}",
-                "--bind-address=127.0.0.1",
-                # Without it the server wants a default route and refuses to start
-                # ("no default routes found", openshift/microshift#876).
-                "--advertise-address=127.0.0.1",
-                f"--service-account-issuer={server}",
-                f"--service-account-key-file={self.pki.sa_pub}",
-                f"--service-account-signing-key-file={self.pki.sa_key}",
-                f"--etcd-servers={self.etcd_url}",
-                f"--tls-cert-file={self.pki.serving_cert}",
-                f"--tls-private-key-file={self.pki.serving_key}",
-                f"--token-auth-file={tokens}",
-            ],
-            log,
-        )
+        flags: dict[str, str | None] = {
+            # Flags envtest uses (controller-runtime controlplane/apiserver.go, see notes).
+            "--service-cluster-ip-range": "10.0.0.0/24",
+            "--allow-privileged": "true",
+            "--disable-admission-plugins": "ServiceAccount",
+            "--cert-dir": str(self.work_dir / "apiserver-certs"),
+            "--authorization-mode": "RBAC",
+            "--secure-port": str(port),
+            "--bind-address": self.host,
+            # Without it the server wants a default route and refuses to start
+            # ("no default routes found", openshift/microshift#876).
+            "--advertise-address": self.host,
+            "--service-account-issuer": server,
+            "--service-account-key-file": str(self.pki.sa_pub),
+            "--service-account-signing-key-file": str(self.pki.sa_key),
+            "--etcd-servers": self.etcd_url,
+            "--tls-cert-file": str(self.pki.serving_cert),
+            "--tls-private-key-file": str(self.pki.serving_key),
+            "--token-auth-file": str(tokens),
+            **self.apiserver_flags,
+        }
+        argv = [f"{name}={value}" for name, value in flags.items() if value is not None]
+        self._apiserver = spawn([self.binaries.kube_apiserver, *argv], log)
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         self._wait_ready(
             "kube-apiserver", self._apiserver, log, lambda: _readyz(server, self.token, ctx)

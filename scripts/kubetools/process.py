@@ -24,8 +24,14 @@ def spawn(
     argv: Sequence[str | os.PathLike[str]],
     log: Path,
     env: Mapping[str, str] | None = None,
+    *,
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
-    """Start argv with output appended to log; the child never outlives this process."""
+    """Start argv with output appended to log; the child never outlives this process.
+
+    new_session: keep the child out of the terminal's process group, so Ctrl-C reaches
+    only this process, which then stops its children in order.
+    """
     with open(log, "ab") as out:
         return subprocess.Popen(
             [*die_with_parent(signal.SIGKILL), *(os.fspath(a) for a in argv)],
@@ -33,6 +39,7 @@ def spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
+            start_new_session=new_session,
         )
 
 

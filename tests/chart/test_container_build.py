@@ -1,6 +1,6 @@
-"""No container engine runs here, so the Dockerfile and skaffold.yaml are checked against
-the repository instead: every path, image name, module, executable and value key they name
-must exist, and they must agree with the chart."""
+"""The Dockerfile and skaffold.yaml checked against the repository: every path, image name,
+module, executable and value key they name must exist, and they must agree with the chart
+and with the local base images scripts/images builds (tests/images builds them for real)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import importlib.util
 import re
 import shlex
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from images.base import PythonBase, UvImage
 
 from tests.chart.conftest import CHART, containers, one, render, template_text
 
@@ -206,20 +208,65 @@ def profile_values(skaffold: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def test_skaffold_has_thin_dev_and_prod_profiles(skaffold: dict[str, Any]) -> None:
-    assert [p["name"] for p in skaffold["profiles"]] == ["dev", "prod"]
+def profile_values_files(skaffold: dict[str, Any], name: str) -> list[Path]:
+    """valuesFiles a profile patches in."""
+    (profile,) = [p for p in skaffold["profiles"] if p["name"] == name]
+    patches = [p for p in profile.get("patches", []) if p["path"].endswith("/valuesFiles")]
+    return [ROOT / file for patch in patches for file in patch["value"]]
+
+
+def test_skaffold_has_thin_dev_prod_and_devcluster_profiles(skaffold: dict[str, Any]) -> None:
+    assert [p["name"] for p in skaffold["profiles"]] == ["dev", "prod", "devcluster"]
     release = skaffold["deploy"]["helm"]["releases"][0]
     keys = list(release["setValueTemplates"])
-    for name in ("dev", "prod"):
+    for name in ("dev", "prod", "devcluster"):
         keys += list(profile_values(skaffold, name))
+    (devcluster,) = [p for p in skaffold["profiles"] if p["name"] == "devcluster"]
+    for patch in devcluster["patches"]:
+        if patch["path"].endswith("/setValueTemplates"):
+            keys += list(patch["value"])
     assert [k for k in keys if not has_key(VALUES, k)] == []
 
 
-@pytest.mark.parametrize("profile", ["dev", "prod"])
+@pytest.mark.parametrize("profile", ["dev", "prod", "devcluster"])
 def test_each_profile_renders_with_the_chart_schema(skaffold: dict[str, Any], profile: str) -> None:
     sets = [f"{k}={v}" for k, v in profile_values(skaffold, profile).items()]
     sets += ["image.repository=registry.example.com/structured-api", "image.tag=abc123"]
 
-    result = template_text(set_values=sets)
+    result = template_text(values=profile_values_files(skaffold, profile), set_values=sets)
 
     assert result.returncode == 0
+
+
+# --- the local base images (scripts/images) ------------------------------------------------
+
+
+def build_stage_env() -> dict[str, str]:
+    """ENV of the build stage (between `AS build` and the next FROM)."""
+    env: dict[str, str] = {}
+    stage = None
+    for instruction, rest in instructions():
+        if instruction == "FROM":
+            stage = rest.split()[-1]
+        elif instruction == "ENV" and stage == "build":
+            env.update(pair.split("=", 1) for pair in rest.split())
+    return env
+
+
+def test_the_local_python_base_provides_the_interpreter_the_venv_points_at() -> None:
+    # The official image has python3.11 in /usr/local/bin; the Debian-built stand-in links
+    # it there (scripts/images/base.py), so the venv works in both.
+    spec = PythonBase()
+
+    assert build_stage_env()["UV_PYTHON"] == spec.interpreter
+    assert args_defaults()["PYTHON_IMAGE"].startswith(f"python:{spec.python}-slim-{spec.suite}")
+    assert args_defaults()["UV_IMAGE"].endswith(f":{UvImage().version}")
+
+
+def test_only_the_build_stage_trusts_the_images_ca_store() -> None:
+    # UV_SYSTEM_CERTS lets a build behind a TLS-inspecting proxy mount that proxy's bundle
+    # (scripts/images/app.py); the runtime image must not inherit it.
+    runtime_env = [rest for i, rest in instructions() if i == "ENV" and "UV_SYSTEM_CERTS" in rest]
+
+    assert build_stage_env()["UV_SYSTEM_CERTS"] == "1"
+    assert len(runtime_env) == 1
