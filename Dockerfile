@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
 #
-# One image for every role, chosen by command (DESIGN.md section 2; the chart sets them):
+# One image for every role, chosen by command (docs/architecture.md; the chart sets them):
 #   api        gunicorn -c python:app.gunicorn_conf app.wsgi:application   (default CMD)
 #   worker     celery -A app.worker:celery_app worker
 #   beat       celery -A app.worker:celery_app beat --schedule=/tmp/celerybeat-schedule

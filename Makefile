@@ -37,10 +37,11 @@ dev: venv ## Run api, worker, beat, AI simulator (+ PostgreSQL, Redis unless DAT
 flask: venv ## Run a `flask ...` command against the dev stack (settings from .dev/env)
 	$(RUN) flask $(ARGS)
 
-lint: ## ruff (lint + format check) and mypy
+lint: ## ruff (lint + format check), mypy and the import layers (import-linter)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 # pytest's exit code 5 (no tests collected) fails the target like any other failure.
 # tools, control-plane and the base images come first so their progress shows (a cold

@@ -1,23 +1,9 @@
-"""Structured API: the Flask service and the shared core.
+"""Structured API: the Flask service, one package per capability.
 
-`create_app` is resolved lazily (PEP 562 module `__getattr__`): the operator role and
-scripts import `app.config`, `app.services...` or `app.core...` without building the
-whole Flask app graph (every blueprint, the AI providers) at import time.
+`factory.py` builds the app (`create_app(settings=None)`), `settings/` holds the one typed
+`Settings`; `core/` is infrastructure, `auth/`, `config_store/`, `ratelimit/`, `cache/`,
+`versioning/`, `ai/` are the features, `api/` assembles the versions, `custom/` is the
+extension point. Nothing is imported here, so the operator and scripts can import
+`app.settings`, `app.core...` or a feature's Flask-free modules without building the app.
+docs/architecture.md maps it all.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.factory import create_app
-
-__all__ = ["create_app"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from app.factory import create_app
-
-        return create_app
-    raise AttributeError(f"module 'app' has no attribute {name!r}")

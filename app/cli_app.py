@@ -26,7 +26,7 @@ from dotenv import dotenv_values
 from flask import Flask
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.settings import Settings
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 #: Exit status of a configuration error (click uses 2 for usage errors, the same family).

@@ -5,7 +5,7 @@ below terminationGracePeriodSeconds 30 s.
 
 The master also serves the Prometheus scrape endpoint of the whole pod on
 `METRICS_PORT` (`when_ready`), not on the API port: an Ingress that routes `/` to the
-api Service never reaches it (issue 7, docs/observability.md).
+api Service never reaches it (docs/observability.md).
 """
 
 import os
@@ -65,7 +65,7 @@ def when_ready(server: Any) -> None:
     (unless METRICS_ON_API_PORT). It starts before the first fork; workers close their
     inherited copy of the listening socket in `post_fork`.
     """
-    from app.config import Settings
+    from app.settings import Settings
 
     settings = Settings()
     if not settings.metrics_enabled:
@@ -110,8 +110,8 @@ def post_fork(server: object, _worker: object) -> None:
     if httpd is not None:
         httpd.socket.close()
 
-    from app.config import Settings
     from app.core.observability import tracing
+    from app.settings import Settings
 
     tracing.install_provider(Settings())
 

@@ -7,12 +7,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import beat_init, worker_init, worker_process_init, worker_process_shutdown
 
-from app import create_app
+from app.ai.history import queue as history_queue
 from app.core import db, redis
 from app.core.observability import celery_signals, tracing
+from app.factory import create_app
 
 # The tracer provider is built in the process that runs tasks, never in a parent that
-# forks afterwards (OTel fork-process model; notes/pitfalls.md): see the signals below.
+# forks afterwards (OpenTelemetry's fork-process model, docs/observability.md): see the
+# signals below.
 tracing.defer_provider()
 flask_app = create_app()
 celery_app: Celery = flask_app.extensions["celery"]
@@ -34,7 +36,10 @@ def _forks(sender: Any) -> bool:
 def _on_worker_init(sender: Any = None, **_: object) -> None:
     # Main process, before any child exists: wipe the multiprocess dir and serve /metrics
     # for the whole worker; solo/threads pools run tasks here, so trace from here too.
-    celery_signals.start_worker_metrics_server(settings, celery_app)
+    backlog = celery_signals.HistoryBacklogCollector(
+        history_queue.backlog_reader(settings.redis_url)
+    )
+    celery_signals.start_worker_metrics_server(settings, celery_app, [backlog])
     if not _forks(sender):
         tracing.install_provider(settings)
 

@@ -1,5 +1,5 @@
 """WSGI entry point for gunicorn: `gunicorn -c app/gunicorn_conf.py app.wsgi:application`."""
 
-from app import create_app
+from app.factory import create_app
 
 application = create_app()

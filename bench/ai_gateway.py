@@ -30,7 +30,7 @@ PostgreSQL in batches).
 The differences between rows give the breakdown, which adds up to gateway - direct:
 livez - direct is the HTTP hop (less the simulator's own service time), pipeline - livez
 the per-request pipeline, echo - pipeline the gateway bookkeeping, gateway - echo the
-provider call through our client (plus that service time). The goal (issue 5) is under 2 ms
+provider call through our client (plus that service time). The goal is under 2 ms
 p50 added on a non-streamed call; `flask-proxy` says how much of that budget the web stack
 and the second HTTP call take by themselves, and gateway - flask-proxy is what our gateway
 costs over that floor. A token budget policy is active so the reserve/settle
@@ -111,10 +111,10 @@ def _configure(env: dict[str, str], sim_url: str) -> dict[str, str]:
     from alembic.config import Config
     from sqlmodel import Session
 
-    from app import create_app
-    from app.config import Settings
-    from app.services import ai_credentials
-    from app.services.config import Source, upsert_config
+    from app.ai import credentials as ai_credentials
+    from app.config_store.service import Source, upsert_config
+    from app.factory import create_app
+    from app.settings import Settings
     from tests.ai.support import bearer
 
     cfg = Config(str(ROOT / "alembic.ini"))
@@ -159,9 +159,9 @@ def _history_rows(env: dict[str, str], expected: int, timeout: float = 30.0) -> 
     import redis
     from sqlalchemy import create_engine, text
 
-    from app.config import Settings
-    from app.core.ai.history_queue import JOURNAL_NAME
-    from app.core.ai.journal import Journal
+    from app.ai.history.journal import Journal
+    from app.ai.history.queue import JOURNAL_NAME
+    from app.settings import Settings
 
     settings = Settings()
     # Only read (its backlog): the gunicorn worker drains it.

@@ -67,18 +67,19 @@ def build(
     from flask import Flask
     from flask_jwt_extended import JWTManager, create_access_token, jwt_required
 
-    from app import create_app
-    from app.config import Settings
-    from app.core.auth import auth_state, require_auth
-    from app.core.auth.apikey_cache import CACHE_PREFIX
-    from app.core.auth.opaque import digest
-    from app.core.auth.revocation import check_access_token
-    from app.core.auth.tokens import issue_access_token, verify_access_token
+    from app.auth import api_keys as key_service
+    from app.auth import sessions as auth_service
+    from app.auth import users as user_service
+    from app.auth.apikey_cache import CACHE_PREFIX
+    from app.auth.decorators import require_auth
+    from app.auth.opaque import digest
+    from app.auth.revocation import check_access_token
+    from app.auth.state import auth_state
+    from app.auth.tokens import issue_access_token, verify_access_token
     from app.core.db import session_scope
     from app.core.responses import ok
-    from app.services import api_keys as key_service
-    from app.services import auth as auth_service
-    from app.services import users as user_service
+    from app.factory import create_app
+    from app.settings import Settings
 
     overrides: dict[str, Any] = {"app_env": "test", "log_level": "WARNING"}
     if "rate_limit_default_enabled" in Settings.model_fields:

@@ -125,15 +125,15 @@ def prepare(stack: ExitStack, work: Path) -> Fixtures:
 def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:
     from sqlmodel import Session
 
-    from app import create_app
-    from app.config import Settings
-    from app.core.auth.keys import load_keyring
-    from app.core.auth.tokens import issue_access_token
+    from app.ai import credentials as ai_credentials
+    from app.auth.keys import load_keyring
+    from app.auth.models.user import User
+    from app.auth.tokens import issue_access_token
+    from app.config_store.service import Source, upsert_config
     from app.custom.notes.models import NoteCreate
     from app.custom.notes.services import create_note
-    from app.models.user import User
-    from app.services import ai_credentials
-    from app.services.config import Source, upsert_config
+    from app.factory import create_app
+    from app.settings import Settings
 
     settings = Settings(
         app_env="test",

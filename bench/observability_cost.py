@@ -80,9 +80,9 @@ def serve_variant(requests: int) -> None:
         SpanExportResult,
     )
 
-    from app import create_app
-    from app.config import Settings
     from app.core.observability import tracing
+    from app.factory import create_app
+    from app.settings import Settings
 
     class DropExporter(SpanExporter):
         """Accepts and forgets spans: the processor's cost without the network's."""

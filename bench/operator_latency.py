@@ -48,8 +48,8 @@ from alembic.config import Config  # noqa: E402
 from devstack import PostgresServer, RedisServer  # noqa: E402
 from kubetools import ControlPlane  # noqa: E402
 
-from app import create_app  # noqa: E402
-from app.config import Settings  # noqa: E402
+from app.factory import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from tests.support.processes import (  # noqa: E402
     ManagedProcess,
     child_env,

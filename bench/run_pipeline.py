@@ -272,9 +272,9 @@ def scenarios(env: dict[str, str], secret: str, jwt_secret: str, ratio: str) -> 
     from flask import Flask
     from flask_jwt_extended import JWTManager, create_access_token
 
-    from app.config import Settings
-    from app.core.auth.keys import load_keyring
-    from app.core.auth.tokens import issue_access_token
+    from app.auth.keys import load_keyring
+    from app.auth.tokens import issue_access_token
+    from app.settings import Settings
 
     helper = Flask("tokens")
     helper.config["JWT_SECRET_KEY"] = jwt_secret

@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import settings_markdown  # noqa: E402
 from app.core.errors.codes import catalogue_markdown  # noqa: E402
+from app.settings import settings_markdown  # noqa: E402
 
 BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 

@@ -21,9 +21,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, create_engine
 from sqlmodel import Session
 
-from app import create_app
-from app.config import Settings
 from app.core import db
+from app.factory import create_app
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The provider simulator (scripts/provider_sim) speaks plain http on loopback: every Settings

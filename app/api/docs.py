@@ -6,20 +6,18 @@ app itself, so `/docs` works on a cluster with no internet access.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import swagger_ui_bundle
 from flask import Blueprint, Response, current_app, send_from_directory, url_for
 
+from app.core.encoding import dumps
 from app.core.errors import NotFound
-from app.core.openapi import build_spec
-from app.core.responses import dumps
+from app.core.openapi import api_versions, openapi_text
 
 bp = Blueprint("docs", __name__)
 
-COMMON_PATHS: Final = ("/livez", "/readyz", "/versions")
 ASSETS: Final = frozenset(
     {
         "swagger-ui-bundle.js",
@@ -31,43 +29,10 @@ ASSETS: Final = frozenset(
 STATIC_DIR: Final = Path(__file__).resolve().parent.parent / "static"
 
 
-def api_versions() -> dict[int, str]:
-    """Major number -> `MAJOR.MINOR` of every API version the code serves."""
-    versions: dict[int, str] = current_app.extensions["api_versions"]
-    return versions
-
-
-def _openapi_text(major: int) -> str:
-    versions = api_versions()
-    if major not in versions:
-        raise NotFound(f"No API version v{major}.")
-    # Routes are fixed once the app is built, so each document is rendered once.
-    cached: dict[int, str] = current_app.extensions.setdefault("openapi_cache", {})
-    if major not in cached:
-        spec = build_spec(
-            current_app,
-            version=versions[major],
-            path_prefixes=(f"/v{major}/", *COMMON_PATHS),
-            title=f"Structured API v{major}",
-            description=(
-                "Every response uses the envelope `{success, message, data, error, warnings, "
-                "meta}`; errors carry a code from the `ErrorCode` catalogue."
-            ),
-        )
-        cached[major] = dumps(spec)
-    return cached[major]
-
-
-def openapi_document(major: int) -> dict[str, Any]:
-    """The OpenAPI document of one major version as a dict (for tests and tools)."""
-    loaded: dict[str, Any] = json.loads(_openapi_text(major))
-    return loaded
-
-
 @bp.get("/v<int:major>/openapi.json")
 def openapi_json(major: int) -> Response:
     """The raw OpenAPI 3.1 document (not enveloped: tools consume it as is)."""
-    return current_app.response_class(_openapi_text(major), mimetype="application/json")
+    return current_app.response_class(openapi_text(major), mimetype="application/json")
 
 
 @bp.get("/docs")

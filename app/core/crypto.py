@@ -1,4 +1,4 @@
-"""Secrets at rest: AI provider keys are stored only as Fernet tokens (DESIGN.md section 2).
+"""Secrets at rest: AI provider keys are stored only as Fernet tokens (docs/architecture.md).
 
 Fernet (AES-128-CBC + HMAC-SHA256, cryptography.io "Fernet (symmetric encryption)") with
 a `MultiFernet` keyring for rotation: the first key of `CREDENTIAL_ENCRYPTION_KEYS`
@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from app.config import Settings
+from app.settings import Settings
 
 _DERIVED_INFO: Final = b"structured-api/credential-encryption/v1"
 _VERSION_INFO: Final = b"structured-api/credential-version/v1"

@@ -11,7 +11,7 @@ Three layers use it (docs/ai.md, "Where a provider may point"):
   checked where a row is written and again by the provider client on every call, so a
   row written before this rule existed cannot be used either;
 * `refused_address`: the same refusal for the addresses a host name resolves to, checked
-  by the provider transport on each new connection (app/core/ai/transport.py), against
+  by the provider transport on each new connection (app/ai/transport.py), against
   DNS answers that point a harmless name at a metadata endpoint (DNS rebinding).
 """
 

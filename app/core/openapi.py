@@ -8,15 +8,18 @@ served at `/v{n}/openapi.json`.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
 
-from flask import Flask
+from flask import Flask, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.core.encoding import dumps
+from app.core.errors import NotFound
 from app.core.errors.codes import ErrorCode
 from app.core.validation import parse_body, parse_query
 
@@ -323,3 +326,41 @@ def build_spec(
             },
         },
     }
+
+
+#: Paths outside `/v{n}/` that every version's document lists.
+COMMON_PATHS: Final = ("/livez", "/readyz", "/versions")
+
+
+def api_versions() -> dict[int, str]:
+    """Major number -> `MAJOR.MINOR` of every API version the code serves."""
+    versions: dict[int, str] = current_app.extensions["api_versions"]
+    return versions
+
+
+def openapi_text(major: int) -> str:
+    """The OpenAPI document of one major version of the current app, as JSON text."""
+    versions = api_versions()
+    if major not in versions:
+        raise NotFound(f"No API version v{major}.")
+    # Routes are fixed once the app is built, so each document is rendered once.
+    cached: dict[int, str] = current_app.extensions.setdefault("openapi_cache", {})
+    if major not in cached:
+        spec = build_spec(
+            current_app,
+            version=versions[major],
+            path_prefixes=(f"/v{major}/", *COMMON_PATHS),
+            title=f"Structured API v{major}",
+            description=(
+                "Every response uses the envelope `{success, message, data, error, warnings, "
+                "meta}`; errors carry a code from the `ErrorCode` catalogue."
+            ),
+        )
+        cached[major] = dumps(spec)
+    return cached[major]
+
+
+def openapi_document(major: int) -> dict[str, Any]:
+    """The OpenAPI document of one major version as a dict (for tests and tools)."""
+    loaded: dict[str, Any] = json.loads(openapi_text(major))
+    return loaded

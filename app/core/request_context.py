@@ -11,6 +11,8 @@ from typing import Final, cast
 from flask import Flask, Request, Response, g, request
 from flask.ctx import _AppCtxGlobals
 
+from app.core.ids import REQUEST_ID
+
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 # Printable token characters only, bounded length: an id ends up in logs and headers,
 # so anything else (newlines, quotes, 4 KB blobs) is replaced rather than echoed.
@@ -19,6 +21,7 @@ _WELL_FORMED: Final = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 access_log = logging.getLogger("structured_api.access")
 _FUNC: Final = "_echo_request_id"
 _LINE: Final = 0  # records name this module and function; the line is not worth a lookup
+_TOKEN: Final = "_request_id_token"
 
 
 def request_globals() -> _AppCtxGlobals:
@@ -43,13 +46,19 @@ def _incoming_or_new(req: Request) -> str:
     return uuid.uuid4().hex
 
 
+def bind_request_id(state: _AppCtxGlobals, request_id: str) -> None:
+    """Make `request_id` the request's id: in `g` and on every log line of the request."""
+    state.request_id = request_id
+    setattr(state, _TOKEN, REQUEST_ID.set(request_id))
+
+
 def init_app(app: Flask) -> None:
     """Assign a request id before anything else and echo it on the way out."""
 
     @app.before_request
     def _assign_request_id() -> None:
         state = request_globals()
-        state.request_id = _incoming_or_new(current_request())
+        bind_request_id(state, _incoming_or_new(current_request()))
         state.started_at = time.perf_counter()
         # `g` outlives a request when an app context was already pushed (tests, CLI):
         # one request's warnings must not reach the next one's envelope.
@@ -83,3 +92,13 @@ def init_app(app: Flask) -> None:
                 )
             )  # fmt: skip
         return response
+
+    @app.teardown_request
+    def _unbind_request_id(_exc: BaseException | None) -> None:
+        # The thread serves other requests next: its log lines must not carry this id.
+        token = request_globals().pop(_TOKEN, None)
+        if token is not None:
+            try:
+                REQUEST_ID.reset(token)
+            except ValueError:  # torn down in another context (a finished stream)
+                REQUEST_ID.set(None)

@@ -7,8 +7,8 @@ from typing import Final
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.config import Settings
 from app.core.request_context import current_request
+from app.settings import Settings
 
 # The docs page needs scripts and styles from our own origin; everything else is data.
 API_CSP: Final = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"

@@ -8,21 +8,14 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
-from app.core.errors.exceptions import MalformedJSON, UnsupportedMediaType, ValidationFailed
+from app.core.errors.exceptions import (
+    MalformedJSON,
+    UnsupportedMediaType,
+    ValidationFailed,
+    pydantic_errors,
+)
 
 M = TypeVar("M", bound=BaseModel)
-
-
-def pydantic_errors(exc: ValidationError) -> tuple[list[dict[str, Any]], list[str]]:
-    """Field-level errors and the list of missing required fields."""
-    errors: list[dict[str, Any]] = []
-    required: list[str] = []
-    for item in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(p) for p in item["loc"]) or "__root__"
-        errors.append({"field": field, "message": item["msg"], "type": item["type"]})
-        if item["type"] == "missing":
-            required.append(field)
-    return errors, required
 
 
 def _nul_fields(value: Any) -> list[str]:

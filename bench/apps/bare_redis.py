@@ -1,7 +1,7 @@
-"""Bare Flask plus the one Redis call issue 4 requires per request: the floor of our row.
+"""Bare Flask plus the one Redis call the pipeline requires per request: the floor of our row.
 
 The same GET as bare_flask.py, and before it the rate limiter's real GCRA script
-(app/core/ratelimit/gcra.lua) for one limit of one key, sent the way our limiter sends it
+(app/ratelimit/gcra.lua) for one limit of one key, sent the way our limiter sends it
 (`ThreadCommands`: a connection the calling thread owns, no pool checkout). No JWT,
 metrics, logs, headers or envelope. bench/run.py serves it under the same gunicorn as
 every other row: the distance from bare Flask to this row is what one round trip costs by
@@ -13,8 +13,8 @@ import os
 import redis
 from flask import Flask, jsonify
 
-from app.core.ratelimit.store import SCRIPT
-from app.core.redis import ThreadCommands
+from app.core.redis_client import ThreadCommands
+from app.ratelimit.store import SCRIPT
 
 application = Flask(__name__)
 _client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=0.2)

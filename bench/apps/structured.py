@@ -8,10 +8,10 @@ Everything is configured by the environment like a deployment.
 
 from flask import Blueprint, Response
 
-from app import create_app
-from app.core.auth import require_auth
+from app.auth.decorators import require_auth
 from app.core.openapi import operation
 from app.core.responses import ok
+from app.factory import create_app
 
 bp = Blueprint("bench", __name__, url_prefix="/v1/bench")
 

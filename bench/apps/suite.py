@@ -11,8 +11,8 @@ import uuid
 
 from flask import Blueprint, Response
 
-from app.core.auth import require_auth
-from app.core.cache import cached
+from app.auth.decorators import require_auth
+from app.cache.http import cached
 from app.core.db import get_session
 from app.core.openapi import operation
 from app.core.responses import ok

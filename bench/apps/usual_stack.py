@@ -1,4 +1,4 @@
-"""The stack a Flask user would assemble instead (DESIGN.md section 8, notes/peers.md).
+"""The stack a Flask user would assemble instead (docs/performance.md).
 
 * Flask-Limiter on Redis, moving-window strategy (exact, like ours), headers on,
   keyed by client address (its documented default);

@@ -1,6 +1,6 @@
 """config store: objects, generation, audit
 
-One generic `config_object` table keyed by (kind, name) (see app/models/config.py for
+One generic `config_object` table keyed by (kind, name) (see app/config_store/models.py for
 why), the single-row `config_generation` counter (seeded with generation 0) and the
 append-only `config_audit` trail.
 

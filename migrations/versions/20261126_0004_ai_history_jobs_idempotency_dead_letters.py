@@ -2,7 +2,7 @@
 
 `ai_generation` (history, purged by retention), `ai_job` (background jobs with their
 delivery bookkeeping), `idempotency_key` (one binding per owner and key) and
-`dead_letter` (tasks that failed their last retry). See app/models/ai.py and jobs.py.
+`dead_letter` (tasks that failed their last retry). See app/ai/models.py and jobs.py.
 
 Revision ID: 0004
 Revises: 0003

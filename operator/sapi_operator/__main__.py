@@ -1,6 +1,6 @@
 """`python -m sapi_operator`: the operator role of the image (flask-free).
 
-Settings come from the environment like every other role (`app.config.Settings`):
+Settings come from the environment like every other role (`app.settings.Settings`):
 `OPERATOR_NAMESPACES` (empty = cluster-wide), `OPERATOR_LIVENESS_PORT`, `METRICS_PORT`,
 `DATABASE_URL`, `REDIS_URL`, `SECRET_KEY` / `CREDENTIAL_ENCRYPTION_KEYS`, ...
 """
@@ -12,8 +12,8 @@ import logging
 import kopf
 from prometheus_client import start_http_server
 
-from app.config import Settings
 from app.core.observability.logging import configure_logging
+from app.settings import Settings
 
 log = logging.getLogger("sapi_operator")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.config_store.service import Credential
 from app.core.observability.metrics import OPERATOR_RECONCILE_DURATION, OPERATOR_RECONCILES
 from app.core.specs import AIProviderSpec
-from app.services.config import Credential
 from sapi_operator import credentials
 from sapi_operator.reconcile import (
     CredentialCheck,

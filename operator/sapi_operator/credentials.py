@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from app.config_store.service import NO_CREDENTIAL, Credential
 from app.core.crypto import Keyring
 from app.core.specs import AIProviderSpec
 from app.core.specs.ai_provider import ProviderType
-from app.services.config import NO_CREDENTIAL, Credential
 from sapi_operator.reconcile import SECRET_RETRY, CredentialCheck
 
 #: The label a Secret carries to let the operator read it as provider keys.

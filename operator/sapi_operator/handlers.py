@@ -19,8 +19,8 @@ from typing import Any
 
 import kopf
 
-from app.config import Settings
 from app.core.crypto import CredentialKeyError
+from app.settings import Settings
 from sapi_operator import actions, credentials, drift
 from sapi_operator.resources import (
     AI_PROVIDER_KIND,

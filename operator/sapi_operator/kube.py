@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import aiohttp
 import kopf
 
-from app.config import Settings
+from app.settings import Settings
 from sapi_operator.credentials import (
     ERROR,
     FORBIDDEN,

@@ -14,10 +14,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from app.config_store.validation import normalised
 from app.core import egress
 from app.core.specs import AIProviderSpec, RateLimitPolicySpec
 from app.core.specs.rate_limit import LimitMode
-from app.services.config import normalised
 from sapi_operator import status as st
 from sapi_operator.resources import BY_KIND
 

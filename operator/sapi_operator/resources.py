@@ -12,7 +12,7 @@ from app.core.specs import KINDS
 GROUP: Final = "structured-api.io"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
-#: `kubectl get structured-api` lists every kind (DESIGN.md section 5).
+#: `kubectl get structured-api` lists every kind (docs/architecture.md).
 CATEGORY: Final = "structured-api"
 
 API_VERSION_KIND: Final = "ApiVersion"

@@ -10,9 +10,9 @@ from typing import Final
 
 import redis
 
-from app.config import Settings
 from app.core.crypto import Keyring, keyring
-from app.core.redis import build_client
+from app.core.redis_client import build_client
+from app.settings import Settings
 from sapi_operator.kube import Kube
 from sapi_operator.reconcile import ObjectRef
 from sapi_operator.store import ConfigWriter

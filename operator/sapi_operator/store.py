@@ -1,5 +1,5 @@
 """The operator's thin I/O layer to the config store: the same service functions the admin
-API uses (`app.services.config`), so ownership, audit, generation and the Redis
+API uses (`app.config_store.service`), so ownership, audit, generation and the Redis
 announcement follow one set of rules. Blocking calls: the handlers run them in a thread.
 """
 
@@ -13,18 +13,18 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from app.config import Settings
-from app.core.db import build_engine
-from app.core.errors import Conflict, NotFound, ValidationFailed
-from app.core.redis import build_client
-from app.models.config import SOURCE_OPERATOR, ConfigObject
-from app.services.config import (
+from app.config_store.models import SOURCE_OPERATOR, ConfigObject
+from app.config_store.service import (
     ACTION_UNCHANGED,
     Credential,
     Source,
     delete_config,
     upsert_config,
 )
+from app.core.engine import build_engine
+from app.core.errors import Conflict, NotFound, ValidationFailed
+from app.core.redis_client import build_client
+from app.settings import Settings
 from sapi_operator.reconcile import Desired, ObjectRef, Outcome, applied, conflict
 from sapi_operator.reconcile import store_unavailable as unavailable
 

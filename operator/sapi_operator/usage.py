@@ -1,11 +1,11 @@
-"""Live usage the operator copies into `.status` (DESIGN.md section 5: "live usage in CR
+"""Live usage the operator copies into `.status` (docs/architecture.md: "live usage in CR
 status"), summed over every API process from per-minute Redis keys:
 
 * `RateLimitPolicy.status.shadowRejectsLastHour`: what a shadow policy would have
   rejected, from the limiter's counters;
 * `ApiVersion.status.requestsLastHour` and `topCallers`: requests to a major and its
   busiest callers, from the counts each API process flushes every `USAGE_FLUSH_SECONDS`
-  (app/core/versioning/usage.py).
+  (app/versioning/usage.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any, Final
 import redis
 from redis.exceptions import RedisError
 
-from app.core.ratelimit.keys import shadow_key
-from app.core.versioning.usage import MAX_CALLERS_PER_FLUSH, OTHER, callers_key, total_key
+from app.ratelimit.keys import shadow_key
+from app.versioning.usage import MAX_CALLERS_PER_FLUSH, OTHER, callers_key, total_key
 from sapi_operator.status import TopCaller
 
 _MINUTES: Final = 60

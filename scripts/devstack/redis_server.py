@@ -82,7 +82,8 @@ class RedisServer(ManagedServer):
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "no",
-            # Celery's broker must never lose keys to eviction (see notes/pitfalls.md).
+            # Celery's broker must never lose keys to eviction (celery docs,
+            # backends-and-brokers/redis).
             "--maxmemory-policy", "noeviction",
             "--daemonize", "no",
         ]  # fmt: skip

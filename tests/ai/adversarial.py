@@ -1,4 +1,4 @@
-"""200k-character texts aimed at each redaction pattern (app/services/ai_history.py).
+"""200k-character texts aimed at each redaction pattern (app/ai/history/records.py).
 
 Runs that almost match (one character short, or missing the `@`, the dot, the last
 digit) make a backtracking pattern rescan them from every position. Standard library

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection
 
-from app.config import Settings
-from app.core.ai import history_queue
+from app.ai.history import queue as history_queue
 from app.core.db import SESSION_FACTORY
+from app.settings import Settings
 from tests.ai.support import Sim, run_sim
 
 

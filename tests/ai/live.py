@@ -26,10 +26,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, col, select
 
-from app.config import Settings
-from app.core.auth.keys import load_keyring
-from app.core.auth.tokens import issue_access_token
-from app.models.ai import AIGeneration
+from app.ai.models import AIGeneration
+from app.auth.keys import load_keyring
+from app.auth.tokens import issue_access_token
+from app.settings import Settings
 from tests.ratelimit.live import dedicated_database
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 
@@ -96,7 +96,7 @@ class LiveAI:
             engine.dispose()
 
     def running(self, subject: str) -> int:
-        """Concurrency slots `subject` holds right now (app/core/ai/concurrency.py)."""
+        """Concurrency slots `subject` holds right now (app/ai/concurrency.py)."""
         return int(self.redis.zcard(f"sapi:ai:running:user:{subject}"))
 
 

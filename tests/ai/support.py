@@ -14,12 +14,12 @@ import httpx
 from flask import Flask
 from sqlmodel import Session
 
-from app.core.ai import history_queue
-from app.core.auth import auth_state
-from app.core.auth.tokens import issue_access_token
-from app.core.config_store import config_store
-from app.services import ai_credentials
-from app.services.config import Source, upsert_config
+from app.ai import credentials as ai_credentials
+from app.ai.history import queue as history_queue
+from app.auth.state import auth_state
+from app.auth.tokens import issue_access_token
+from app.config_store.extension import config_store
+from app.config_store.service import Source, upsert_config
 from tests.support.processes import ManagedProcess, ProcessError, child_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

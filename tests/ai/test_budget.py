@@ -14,13 +14,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, select
 from sqlmodel import Session
 
-from app import create_app
-from app.config import Settings
-from app.core.config_store import build_snapshot, config_store
+from app.ai.models import AIGeneration
+from app.config_store.extension import config_store
+from app.config_store.snapshot import build_snapshot
 from app.core.crypto import keyring
-from app.core.ratelimit.report import effective_limits
-from app.core.ratelimit.stage import limiter
-from app.models.ai import AIGeneration
+from app.factory import create_app
+from app.ratelimit.report import effective_limits
+from app.ratelimit.stage import limiter
+from app.settings import Settings
 from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events
 from tests.ratelimit.conftest import install_policies, one_rule
 from tests.support.processes import serve_in_thread, wait_for
@@ -30,7 +31,7 @@ BUDGET = {"ai": one_rule({"tokens": 1000, "window": "1d"}, match={"paths": ["/v1
 
 
 def tokens_left(app: Flask, subject: str) -> int:
-    from app.core.auth.caller import Caller
+    from app.auth.caller import Caller
 
     caller = Caller(kind="user", subject=subject, roles=frozenset({"user"}))
     report = effective_limits(limiter(app), caller=caller, ip="127.0.0.1", headers={})

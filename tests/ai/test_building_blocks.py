@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from app.core.ai.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from app.core.ai.retry import backoff, parse_retry_after
-from app.core.ai.sse import iter_events
-from app.core.ai.tokens import estimate_text, merge_usage, reservation_for
-from app.core.ai.types import ChatRequest, Message
-from app.services.ai_history import redact
+from app.ai.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from app.ai.history.records import redact
+from app.ai.retry import backoff, parse_retry_after
+from app.ai.sse import iter_events
+from app.ai.tokens import estimate_text, merge_usage, reservation_for
+from app.ai.types import ChatRequest, Message
 
 
 @pytest.mark.parametrize(

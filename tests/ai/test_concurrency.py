@@ -1,4 +1,4 @@
-"""The per-caller concurrency cap's slots in a real Redis (app/core/ai/concurrency.py).
+"""The per-caller concurrency cap's slots in a real Redis (app/ai/concurrency.py).
 
 What gunicorn adds (slots held by running streams, released when they finish or the
 client leaves, the 429 envelope) is in test_stream_limits.py.
@@ -14,11 +14,11 @@ import pytest
 import redis
 from flask import Flask
 
-from app.core.ai import concurrency
-from app.core.ai.concurrency import PREFIX, acquire
+from app.ai import concurrency
+from app.ai.concurrency import PREFIX, acquire
 from app.core.errors import ErrorCode, RateLimited
-from app.core.ratelimit.store import LimiterStore, build_client
 from app.core.warnings import current_warnings
+from app.ratelimit.store import LimiterStore, build_client
 from tests.support.processes import free_port
 
 LEASE = 60.0

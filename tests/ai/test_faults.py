@@ -9,7 +9,7 @@ from flask import Flask, current_app
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from app.models.ai import AIGeneration
+from app.ai.models import AIGeneration
 from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events, written
 
 KEY = "sk-fault-0123456789abcdef"

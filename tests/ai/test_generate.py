@@ -10,7 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from app.models.ai import AIGeneration
+from app.ai.models import AIGeneration
 from tests.ai.support import Sim, bearer, install_provider, provider_spec, sse_events, written
 
 KEY = "sk-sim-0123456789abcdef"

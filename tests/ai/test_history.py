@@ -10,12 +10,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from app.config import Settings
-from app.core.ai import history_queue
-from app.models.ai import AIGeneration
-from app.models.base import utcnow
-from app.models.jobs import DeadLetter
-from app.services import ai_history
+from app.ai.dead_letters.models import DeadLetter
+from app.ai.history import queue as history_queue
+from app.ai.history import records as ai_history
+from app.ai.models import AIGeneration
+from app.core.models import utcnow
+from app.settings import Settings
 from tests.ai.support import Sim, bearer, install_provider, provider_spec, written
 
 KEY = "sk-history-0123456789abcdef"

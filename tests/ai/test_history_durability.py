@@ -24,15 +24,15 @@ from devstack import PostgresServer, RedisServer
 from flask import Flask
 from sqlmodel import Session, col, select
 
-from app import create_app
-from app.config import Settings
-from app.core.ai import history_queue
-from app.core.ai.tasks import DRAIN_TASK, drain_history
-from app.core.auth.keys import load_keyring
-from app.core.auth.tokens import issue_access_token
-from app.models.ai import AIGeneration
-from app.services import ai_credentials
-from app.services.config import Source, upsert_config
+from app.ai import credentials as ai_credentials
+from app.ai.history import queue as history_queue
+from app.ai.history.tasks import DRAIN_TASK, drain_history
+from app.ai.models import AIGeneration
+from app.auth.keys import load_keyring
+from app.auth.tokens import issue_access_token
+from app.config_store.service import Source, upsert_config
+from app.factory import create_app
+from app.settings import Settings
 from tests.ai.support import Sim, provider_spec, run_sim
 from tests.conftest import ROOT, alembic_config
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for

@@ -19,9 +19,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from app.config import Settings
-from app.models.ai import AIGeneration
-from app.services.ai_history import kept_text
+from app.ai.history.records import kept_text
+from app.ai.models import AIGeneration
+from app.settings import Settings
 from tests.ai.adversarial import SHAPES
 from tests.ai.live import LiveAI, live_ai
 from tests.ai.support import bearer, install_provider, provider_spec
@@ -34,8 +34,8 @@ CPU_BOUND: Final = 0.5  # seconds; linear work takes ~0.05, the old quadratic on
 # minutes inside one regex (which holds the GIL, so nothing in-process could stop it).
 _MEASURE: Final = """
 import json, time
-from app.config import Settings
-from app.services.ai_history import _REDACTIONS, kept_text, redact
+from app.settings import Settings
+from app.ai.history.records import _REDACTIONS, kept_text, redact
 from tests.ai.adversarial import SHAPES
 settings = Settings(app_env="test", ai_history_content="redacted")
 

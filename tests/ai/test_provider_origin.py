@@ -18,14 +18,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.ai.errors import FailureKind, ProviderFailure
-from app.core.ai.providers import build_provider
-from app.core.ai.transport import AddressRefused, GuardedBackend, GuardedTransport
-from app.core.ai.types import ChatRequest, Message
-from app.core.config_store import config_store
+from app.ai.errors import FailureKind, ProviderFailure
+from app.ai.providers import build_provider
+from app.ai.transport import AddressRefused, GuardedBackend, GuardedTransport
+from app.ai.types import ChatRequest, Message
+from app.config_store.extension import config_store
+from app.config_store.service import Source, upsert_config
 from app.core.specs import AIProviderSpec
-from app.services.config import Source, upsert_config
+from app.settings import Settings
 from tests.ai.support import Sim, bearer, install_provider, provider_spec
 
 KEY = "sk-live-ORIGIN-5e1d9c0b7a3f2e48"

@@ -12,11 +12,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.config_store import config_store
+from app.ai import credentials as ai_credentials
+from app.config_store.extension import config_store
+from app.config_store.service import Source
 from app.core.crypto import keyring
-from app.services import ai_credentials
-from app.services.config import Source
+from app.settings import Settings
 from tests.ai.support import Sim, bearer, provider_spec, written
 
 KEY = "sk-live-SECRET-4f9c2a7e1b3d5f60"

@@ -26,12 +26,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from app import create_app
 from app.api.docs import ASSETS
-from app.config import Settings
 from app.core import db
 from app.core.security import DOCS_CSP
-from app.factory import API_VERSIONS
+from app.factory import API_VERSIONS, create_app
+from app.settings import Settings
 from tests.support.processes import LOOPBACK, LiveServer, run_in_group, serve_in_thread
 
 CHROMIUM_TIMEOUT = 90.0

@@ -13,9 +13,8 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from sqlmodel import Session
 
-from app.api.docs import COMMON_PATHS
 from app.core.errors import ErrorCode
-from app.core.openapi import Operation, find_operation
+from app.core.openapi import COMMON_PATHS, Operation, find_operation
 from app.core.request_context import REQUEST_ID_HEADER
 from app.factory import API_VERSIONS
 from tests.support.accounts import signed_in

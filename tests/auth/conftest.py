@@ -3,7 +3,7 @@
 Every test in tests/auth runs under `no_secret_leaks`: the test client records each
 password it sends and each token or key the API returns, and after the test the
 captured log lines, every other response, every database row and every Redis key and
-value are searched for them. A hit fails the test (issue 3, "Done when").
+value are searched for them. A hit fails the test.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from sqlalchemy import Connection, text
 from sqlmodel import Session
 from werkzeug.test import TestResponse
 
-from app import create_app
-from app.config import Settings
+from app.auth import api_keys as key_service
+from app.auth import sessions as auth_service
+from app.auth import users as user_service
+from app.auth.models.user import User
+from app.auth.state import AuthState, auth_state
 from app.core import db
-from app.core.auth import AuthState, auth_state
 from app.core.observability.logging import JsonFormatter
-from app.models.user import User
-from app.services import api_keys as key_service
-from app.services import auth as auth_service
-from app.services import users as user_service
+from app.factory import create_app
+from app.settings import Settings
 
 _counter = itertools.count()
 TOKEN_FIELDS = ("access_token", "refresh_token", "key")
@@ -43,7 +43,7 @@ class Ledger:
     """Secrets seen in this test and where they may legitimately appear."""
 
     # secret -> the responses that issued it (a refresh replay inside the grace window
-    # issues the same successor again, app/services/auth.py)
+    # issues the same successor again, app/auth/sessions.py)
     secrets: dict[str, set[int]] = field(default_factory=dict)
     responses: list[str] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)

@@ -13,8 +13,8 @@ from typing import Final
 
 from flask import Flask
 
-from app.core.auth.apikey_cache import RejectedKey, ResolvedKey
-from app.core.auth.state import EXTENSION, AuthState
+from app.auth.apikey_cache import RejectedKey, ResolvedKey
+from app.auth.state import EXTENSION, AuthState
 
 ARMED: Final = "test:auth:pause-fill:armed"
 PAUSED: Final = "test:auth:pause-fill:paused"

@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, event, text
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.auth import AuthState
-from app.core.auth.apikey_cache import LAST_USED_KEY
-from app.models.api_key import ApiKey
-from app.services import api_keys as key_service
+from app.auth import api_keys as key_service
+from app.auth.apikey_cache import LAST_USED_KEY
+from app.auth.models.api_key import ApiKey
+from app.auth.state import AuthState
+from app.settings import Settings
 from tests.auth.conftest import Account, bearer, error_code
 
 ME = "/v1/auth/me"

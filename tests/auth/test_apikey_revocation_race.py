@@ -20,11 +20,10 @@ from flask.testing import FlaskClient
 from sqlmodel import Session
 from werkzeug.test import TestResponse
 
-from app.core.auth import AuthState
-from app.core.auth.apikey_cache import CACHE_PREFIX, FENCE_PREFIX, RejectedKey, ResolvedKey
-from app.core.auth.state import EXTENSION
-from app.models.api_key import ApiKey
-from app.services import api_keys as key_service
+from app.auth import api_keys as key_service
+from app.auth.apikey_cache import CACHE_PREFIX, FENCE_PREFIX, RejectedKey, ResolvedKey
+from app.auth.models.api_key import ApiKey
+from app.auth.state import EXTENSION, AuthState
 from tests.auth.conftest import Account, bearer, error_code
 from tests.support.processes import free_port
 

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from app.models.user import User
+from app.auth.models.user import User
 from tests.auth.conftest import Ledger, error_code, new_password, unique_email
 
 

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.config import Settings
+from app.settings import Settings
 from tests.auth.conftest import error_code, new_password, unique_email
 
 LOGINS_PER_IP = 4

@@ -11,8 +11,9 @@ from flask import Flask, g
 from flask.testing import FlaskClient
 from sqlalchemy import Connection
 
-from app.config import Settings
-from app.core.auth import ANONYMOUS, Caller, current_caller, identify
+from app.auth.caller import ANONYMOUS, Caller
+from app.auth.identify import current_caller, identify
+from app.settings import Settings
 from tests.auth.conftest import Account, bearer, build_app, error_code
 from tests.auth.test_api_keys import count_sql
 
@@ -225,7 +226,7 @@ def test_a_revoked_token_is_refused_when_the_limiter_uses_another_redis(
 def test_a_revoked_token_is_refused_on_a_route_the_limiter_skips(
     client: FlaskClient, account: Account, issue: Any, app: Flask
 ) -> None:
-    from app.core.auth import require_auth as guard
+    from app.auth.decorators import require_auth as guard
 
     token = issue(account).access_token
     client.post("/v1/auth/logout", headers=bearer(token))

@@ -1,4 +1,4 @@
-"""The JWT attack suite (issue 3): every forged, stale or revoked token is refused.
+"""The JWT attack suite: every forged, stale or revoked token is refused.
 
 Tokens are forged with the real signing key where the attack needs one, so each case
 fails for exactly the reason it names.
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from flask.testing import FlaskClient
 
-from app.core.auth import AuthState
+from app.auth.state import AuthState
 from tests.auth.conftest import Account, bearer, error_code
 
 ME = "/v1/auth/me"

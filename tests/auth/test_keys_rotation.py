@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import Connection
 
-from app import create_app
-from app.config import Settings
-from app.core.auth.keys import KeyConfigError, generate_pem, load_keyring, thumbprint
+from app.auth.keys import KeyConfigError, generate_pem, load_keyring, thumbprint
+from app.factory import create_app
+from app.settings import Settings
 from tests.auth.conftest import Account, bearer, build_app, error_code
 
 ME = "/v1/auth/me"

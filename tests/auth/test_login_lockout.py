@@ -1,6 +1,6 @@
 """The login throttle slows guessing without letting an attacker lock the owner out.
 
-Three counters (app/core/auth/throttle.py): per (account, IP) strict, per account
+Three counters (app/auth/throttle.py): per (account, IP) strict, per account
 (all IPs) higher and short, per IP (all accounts). Attempts are counted before the
 password is checked, and a refused attempt counts nowhere. Parallel guesses against a
 real gunicorn are in test_live_auth_races.py.
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from app.config import Settings
-from app.core.auth import AuthState
+from app.auth.state import AuthState
+from app.settings import Settings
 from tests.auth.conftest import Account, error_code, new_password, unique_email
 
 PAIR, ACCOUNT, ACCOUNT_WINDOW, PER_IP = 3, 7, 2, 12

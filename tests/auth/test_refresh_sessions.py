@@ -10,7 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, col, select
 
-from app.models.auth import RefreshToken
+from app.auth.models.session import RefreshToken
 from tests.auth.conftest import Account, Ledger, bearer, error_code
 from tests.auth.test_jwt_attacks import _age_used_tokens
 

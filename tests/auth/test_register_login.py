@@ -10,10 +10,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
-from app.config import Settings
-from app.core.auth import AuthState
-from app.core.auth.passwords import Passwords
-from app.models.user import User
+from app.auth.models.user import User
+from app.auth.passwords import Passwords
+from app.auth.state import AuthState
+from app.settings import Settings
 from tests.auth.conftest import bearer, error_code, new_password, unique_email
 
 
@@ -152,7 +152,7 @@ def test_register_refuses_an_invalid_email(client: FlaskClient) -> None:
 def test_login_of_a_disabled_account_is_refused(
     client: FlaskClient, make_user: Any, session: Session
 ) -> None:
-    from app.models.base import utcnow
+    from app.core.models import utcnow
 
     account = make_user()
     account.user.disabled_at = utcnow()

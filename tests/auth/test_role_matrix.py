@@ -16,9 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.core.auth import find_requirement
-from app.core.auth.caller import Caller, Role
-from app.core.auth.decorators import SAFE_METHODS, Requirement
+from app.auth.caller import Caller, Role
+from app.auth.decorators import SAFE_METHODS, Requirement, find_requirement
 from app.core.openapi import find_operation
 from tests.auth.conftest import bearer, error_code
 
@@ -72,7 +71,7 @@ def protected_routes(app: Flask) -> list[tuple[str, str, Requirement]]:
 @pytest.fixture
 def credentials(make_user: Any, issue: Any, make_key: Any) -> dict[str, dict[str, str]]:
     """Headers for each kind of caller."""
-    from app.core.auth.caller import SCOPES
+    from app.auth.caller import SCOPES
 
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
     for role in ("readonly", "user", "admin"):

@@ -16,8 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection
 
-from app.core.auth import AuthState
-from app.services import api_keys as key_service
+from app.auth import api_keys as key_service
+from app.auth.state import AuthState
 from tests.auth.conftest import Ledger, bearer, leaks, new_password, unique_email
 
 

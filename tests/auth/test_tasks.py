@@ -14,17 +14,18 @@ from flask import Flask
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app import create_app
-from app.config import Settings
-from app.core.auth import FLUSH_TASK, PURGE_TASK, AuthState
-from app.core.auth.apikey_cache import LAST_USED_KEY
-from app.core.auth.opaque import digest, display_prefix, new_api_key
+from app.auth.apikey_cache import LAST_USED_KEY
+from app.auth.extension import FLUSH_TASK, PURGE_TASK
+from app.auth.models.api_key import ApiKey
+from app.auth.models.session import AuthSession, RefreshToken
+from app.auth.models.user import User
+from app.auth.opaque import digest, display_prefix, new_api_key
+from app.auth.sessions import purge_expired
+from app.auth.state import AuthState
+from app.core.models import utcnow
 from app.core.tasks import EXTENSION as CELERY
-from app.models.api_key import ApiKey
-from app.models.auth import AuthSession, RefreshToken
-from app.models.base import utcnow
-from app.models.user import User
-from app.services.auth import purge_expired
+from app.factory import create_app
+from app.settings import Settings
 from tests.auth.conftest import Ledger, unique_email
 from tests.core.test_celery import with_db, worker_env
 from tests.support.processes import celery_worker, wait_for
@@ -63,7 +64,7 @@ def test_purge_drops_sessions_ended_or_expired_a_week_ago_with_their_tokens(
 def test_the_flush_task_body_writes_buffered_times(
     app: Flask, auth: AuthState, make_user: Any, make_key: Any, session: Session
 ) -> None:
-    from app.core.auth.tasks import flush_api_key_last_used
+    from app.auth.tasks import flush_api_key_last_used
 
     row, _ = make_key(make_user(), ["ai:jobs"])
     auth.redis.hset(LAST_USED_KEY, str(row.id), str(time.time()))

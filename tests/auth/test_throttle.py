@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from app.config import Settings
+from app.settings import Settings
 from tests.auth.conftest import error_code, new_password, unique_email
 from tests.auth.test_register_login import _login, _register
 

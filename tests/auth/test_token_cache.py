@@ -7,8 +7,8 @@ import time
 import pytest
 from flask import Flask
 
-from app.core.auth.keys import KeyRing
-from app.core.auth.tokens import TokenError, issue_access_token, verify_access_token
+from app.auth.keys import KeyRing
+from app.auth.tokens import TokenError, issue_access_token, verify_access_token
 from app.core.errors import ErrorCode
 
 
@@ -21,7 +21,7 @@ def _ring(app_keyring: KeyRing) -> KeyRing:
 
 
 def test_a_verified_token_is_served_from_the_rings_cache(app: Flask) -> None:
-    from app.core.auth.state import auth_state
+    from app.auth.state import auth_state
 
     ring = _ring(auth_state().keyring)
     token, _ = issue_access_token(
@@ -41,7 +41,7 @@ def test_a_verified_token_is_served_from_the_rings_cache(app: Flask) -> None:
 
 
 def test_a_cached_token_still_expires(app: Flask) -> None:
-    from app.core.auth.state import auth_state
+    from app.auth.state import auth_state
 
     ring = _ring(auth_state().keyring)
     token, claims = issue_access_token(

@@ -9,9 +9,9 @@ import pytest
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from app.core.auth import auth_state
-from app.core.auth.tokens import issue_access_token
-from app.core.cache import cached, invalidates
+from app.auth.state import auth_state
+from app.auth.tokens import issue_access_token
+from app.cache.http import cached, invalidates
 from app.core.errors import NotFound
 from app.core.responses import ok
 from app.core.warnings import warn

@@ -11,8 +11,8 @@ import pytest
 import redis
 from flask import Flask
 
-from app.core.cache import CacheConfig, cache_of, get_or_set, invalidate
-from app.core.cache.store import LOCK
+from app.cache.service import CacheConfig, cache_of, get_or_set, invalidate
+from app.cache.store import LOCK
 
 
 class Calls:

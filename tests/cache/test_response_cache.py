@@ -8,8 +8,9 @@ import pytest
 from flask import Flask
 from prometheus_client import REGISTRY
 
-from app.core.cache import CacheStore, cache_of
-from app.core.ratelimit.store import build_client
+from app.cache.service import cache_of
+from app.cache.store import CacheStore
+from app.ratelimit.store import build_client
 from tests.support.processes import free_port
 
 ITEMS = "/v1/cache-probe/items"

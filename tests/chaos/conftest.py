@@ -25,13 +25,13 @@ from devstack import PostgresServer, RedisServer
 from sqlalchemy import Engine, create_engine
 from sqlmodel import Session
 
-from app import create_app
-from app.config import Settings
-from app.core.auth.keys import load_keyring
-from app.core.auth.tokens import issue_access_token
-from app.models.user import User
-from app.services import ai_credentials
-from app.services.config import Source, upsert_config
+from app.ai import credentials as ai_credentials
+from app.auth.keys import load_keyring
+from app.auth.models.user import User
+from app.auth.tokens import issue_access_token
+from app.config_store.service import Source, upsert_config
+from app.factory import create_app
+from app.settings import Settings
 from tests.ai.support import Sim, provider_spec, run_sim
 from tests.conftest import ROOT, alembic_config
 from tests.support.processes import (

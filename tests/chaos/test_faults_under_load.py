@@ -29,7 +29,7 @@ from typing import Any, Final
 import pytest
 from sqlalchemy import text
 
-from app.models.jobs import FINISHED, SUCCEEDED
+from app.ai.jobs.models import FINISHED, SUCCEEDED
 from tests.chaos.conftest import System, chaos_duration, worker
 from tests.chaos.load import CLIENT_TIMEOUT_S, Load, Outcome
 from tests.support.processes import wait_for

@@ -338,7 +338,7 @@ def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
     assert find(docs, "Role") == []
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"][0]["name"].endswith("-operator")
-    # An empty OPERATOR_NAMESPACES makes the operator cluster-wide (app/config.py).
+    # An empty OPERATOR_NAMESPACES makes the operator cluster-wide (app/settings/).
     assert env_of(containers(one(docs, "Deployment", "-operator"))[0])["OPERATOR_NAMESPACES"] == ""
 
 
@@ -490,7 +490,7 @@ def test_operator_role_equals_the_rules_the_operator_declares() -> None:
 
 
 def test_timeouts_outlast_one_ai_call_so_shutdown_does_not_cut_it() -> None:
-    from app.config import Settings
+    from app.settings import Settings
 
     deadline = Settings.model_fields["ai_request_deadline"].default
     docs = render()

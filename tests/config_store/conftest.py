@@ -15,10 +15,11 @@ import pytest
 from flask import Flask
 from sqlmodel import Session
 
-from app.core.auth import auth_state
-from app.core.config_store import Snapshot, config_store
-from app.services import auth as auth_service
-from app.services import users as user_service
+from app.auth import sessions as auth_service
+from app.auth import users as user_service
+from app.auth.state import auth_state
+from app.config_store.extension import config_store
+from app.config_store.snapshot import Snapshot
 
 SPECS: dict[str, dict[str, Any]] = {
     "ApiVersion": {"version": "1.0", "phase": "Deprecated", "successor": "2.0"},

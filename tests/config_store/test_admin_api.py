@@ -9,8 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
-from app.core.config_store import Snapshot
-from app.services import config as service
+from app.config_store import service
+from app.config_store.snapshot import Snapshot
 from tests.config_store.conftest import COLLECTIONS, SPECS
 
 KINDS = sorted(SPECS)

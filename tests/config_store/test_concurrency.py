@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
-from app.models.config import ConfigAudit, ConfigObject
-from app.services import config as service
+from app.config_store import service
+from app.config_store.models import ConfigAudit, ConfigObject
 from tests.config_store.conftest import SPECS
 
 WRITERS = 12

@@ -20,10 +20,10 @@ from devstack import PostgresServer, RedisServer
 from sqlalchemy import create_engine
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.config_store import ConfigStore
+from app.config_store import service
+from app.config_store.store import ConfigStore
 from app.core.observability import metrics
-from app.services import config as service
+from app.settings import Settings
 from tests.config_store.conftest import SPECS
 from tests.conftest import alembic_config
 

@@ -1,4 +1,4 @@
-"""Issue 4 "Done when": a policy changed through the admin API reaches EVERY gunicorn
+"""A policy changed through the admin API reaches EVERY gunicorn
 worker's snapshot within 1 s, on creation and on deletion.
 
 Real gunicorn (3 sync workers, started the way the chart starts it), real PostgreSQL
@@ -25,16 +25,16 @@ import pytest
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col
 
-from app import create_app
-from app.config import Settings
-from app.core.auth import auth_state
-from app.models.config import ConfigAudit
-from app.services import users as user_service
+from app.auth import users as user_service
+from app.auth.state import auth_state
+from app.config_store.models import ConfigAudit
+from app.factory import create_app
+from app.settings import Settings
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 3
-BUDGET = 1.0  # seconds, from the issue
+BUDGET = 1.0  # seconds: "within a second" (docs/config-store.md)
 log = logging.getLogger(__name__)  # figures for the report: --log-cli-level=INFO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]

@@ -1,4 +1,4 @@
-"""`app.services.config`: validation, ownership, generation, audit and the announcement."""
+"""`app.config_store.service`: validation, ownership, generation, audit and the announcement."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import redis
 from sqlmodel import Session, select
 
-from app.core.config_store import CHANNEL
+from app.config_store import service, validation
+from app.config_store.audit import list_audit
+from app.config_store.channel import CHANNEL
+from app.config_store.models import ConfigAudit, ConfigObject
 from app.core.errors import Conflict, NotFound, ValidationFailed
-from app.models.config import ConfigAudit, ConfigObject
-from app.services import config as service
-from app.services.config_audit import list_audit
 from tests.config_store.conftest import SPECS
 
 ADMIN = service.Source.admin()
@@ -45,7 +45,7 @@ def test_create_stores_the_normalised_spec_and_bumps_the_generation(
     row = change.row
     assert row.generation == change.generation and row.source == "admin"
     # Defaults are filled in, unset optionals left out (what the CRD's defaulting does).
-    assert row.spec == service.normalised(service.validate_spec(kind, SPECS[kind]))
+    assert row.spec == validation.normalised(validation.validate_spec(kind, SPECS[kind]))
     assert row.status["observedGeneration"] == change.generation
     assert row.status["conditions"][0]["type"] == "Ready"
 

@@ -12,17 +12,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.config_store import (
-    EMPTY,
-    ConfigStore,
-    Snapshot,
-    SnapshotNotLoaded,
-    build_snapshot,
-    config_store,
-)
+from app.config_store import service
+from app.config_store.extension import config_store
+from app.config_store.snapshot import EMPTY, Snapshot, build_snapshot
+from app.config_store.store import ConfigStore, SnapshotNotLoaded
 from app.core.specs import RateLimitPolicySpec
-from app.services import config as service
+from app.settings import Settings
 from tests.config_store.conftest import SPECS
 from tests.support.processes import free_port
 

@@ -20,10 +20,10 @@ import redis
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col
 
-from app.config import Settings
-from app.core.config_store import ConfigStore
-from app.models.config import ConfigAudit
-from app.services import config as service
+from app.config_store import service
+from app.config_store.models import ConfigAudit
+from app.config_store.store import ConfigStore
+from app.settings import Settings
 from tests.config_store.conftest import SPECS
 from tests.support.processes import free_port
 
@@ -104,7 +104,7 @@ def test_a_committed_change_arrives_by_pubsub_long_before_the_next_poll(
     make_store: Callable[..., ConfigStore], committed: Writer
 ) -> None:
     # The next poll is a minute away, so arriving within a few seconds can only be the
-    # announcement. The 1 s of issue 4 is asserted end to end, across gunicorn workers,
+    # announcement. The 1 s bound is asserted end to end, across gunicorn workers,
     # in test_propagation.py; here a stall of the shared CI machine (one seen: > 1 s)
     # must not pass for a lost message.
     store = make_store(config_poll_interval=60)

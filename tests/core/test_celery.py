@@ -18,10 +18,10 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine
 
-from app import create_app
-from app.config import Settings
 from app.core.tasks import EXTENSION
 from app.core.tasks.builtin import HEARTBEAT_KEY
+from app.factory import create_app
+from app.settings import Settings
 from tests.support.processes import (
     CeleryWorker,
     celery_worker,

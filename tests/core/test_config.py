@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from app.config import Settings
-from app.core.auth.keys import generate_pem
+from app.auth.keys import generate_pem
+from app.settings import Settings
 
 
 @pytest.mark.parametrize("value", [None, "", "changeme", "secret", "short-but-real"])
@@ -20,7 +20,7 @@ def test_production_refuses_missing_placeholder_or_short_secret_key(
 
 def test_production_accepts_a_real_secret_key() -> None:
     key = "k" * 48
-    # Production also fails closed without a JWT signing key (issue 3, tests/auth).
+    # Production also fails closed without a JWT signing key (tests/auth).
     settings = Settings(app_env="production", secret_key=key, jwt_signing_key=generate_pem())
     assert settings.secret() == key
     assert key not in repr(settings)

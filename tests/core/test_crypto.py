@@ -6,7 +6,6 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from app.config import Settings
 from app.core.crypto import (
     CredentialDecryptError,
     CredentialKeyError,
@@ -14,6 +13,7 @@ from app.core.crypto import (
     encrypt_secret,
     keyring,
 )
+from app.settings import Settings
 
 SECRET = "s" * 48
 

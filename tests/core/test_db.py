@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, delete
 
+from app.auth.models.user import User
 from app.custom.notes.models import Note
-from app.models.user import User
 
 # The shared columns and the PostgreSQL types they must have in the migrated schema.
 CORE_COLUMN_TYPES = {

@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import Engine
 
-from app import create_app
-from app.config import Settings
 from app.core.db import get_session
 from app.core.responses import ok
+from app.factory import create_app
+from app.settings import Settings
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ from devstack.process import (
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import Settings
-from app.core import db
+from app.core import db, engine
+from app.factory import create_app
+from app.settings import Settings
 from tests.conftest import ROOT, alembic_config
 from tests.support.accounts import signed_in
 
@@ -47,7 +47,7 @@ CONNECT_TIMEOUT = 2  # seconds, Settings.db_connect_timeout
 READINESS_TIMEOUT = 1.0  # seconds, Settings.readiness_timeout
 STATEMENT_TIMEOUT_MS = 1000  # Settings.db_statement_timeout_ms
 # How long one libpq wait may block on a frozen server before the client gives up.
-COMMAND_DEADLINE = STATEMENT_TIMEOUT_MS / 1000 + db.STATEMENT_GRACE_S
+COMMAND_DEADLINE = STATEMENT_TIMEOUT_MS / 1000 + engine.STATEMENT_GRACE_S
 # Scheduling noise on a shared 2-core machine, on top of the configured budget.
 MARGIN = 0.75
 RECOVERY_DEADLINE = 15.0  # seconds after the server answers again

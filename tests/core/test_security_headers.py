@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from app import create_app
-from app.config import Settings
+from app.factory import create_app
+from app.settings import Settings
 
 
 def test_json_responses_carry_the_security_headers(client: FlaskClient) -> None:

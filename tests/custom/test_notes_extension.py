@@ -16,10 +16,10 @@ from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from app import custom
-from app.core.auth import auth_state
+from app.auth import api_keys
+from app.auth.state import auth_state
 from app.custom.notes import services
 from app.custom.notes.models import MAX_COUNT, MAX_OFFSET, MAX_PAGE, Note, NoteCreate
-from app.services import api_keys
 from tests.support.accounts import bearer, new_user, signed_in
 
 PREFIXES = ["/v1", "/v2"]

@@ -18,9 +18,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.auth import auth_state
-from app.services.users import create_user
+from app.auth.state import auth_state
+from app.auth.users import create_user
+from app.settings import Settings
 
 ROLES: Final = ("anonymous", "user", "admin")
 

@@ -7,10 +7,10 @@ import base64
 import pytest
 from pydantic import SecretStr
 
-from app.config import Settings
+from app.config_store.service import NO_CREDENTIAL
 from app.core.crypto import keyring
 from app.core.specs import AIProviderSpec
-from app.services.config import NO_CREDENTIAL
+from app.settings import Settings
 from sapi_operator.credentials import (
     OPT_IN_LABEL,
     OPT_IN_SELECTOR,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app.core.versioning import usage as api_usage
+from app.versioning import usage as api_usage
 from sapi_operator.status import ApiVersionStatus
 from sapi_operator.usage import TOP_CALLERS, version_usage
 from tests.support.processes import free_port

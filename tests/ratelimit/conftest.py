@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from flask import Blueprint, Flask, Response
 
-from app.core.auth import auth_state
-from app.core.auth.tokens import issue_access_token
-from app.core.ratelimit import StaticPolicies, limiter
+from app.auth.state import auth_state
+from app.auth.tokens import issue_access_token
 from app.core.responses import ok
 from app.core.specs.rate_limit import RateLimitPolicySpec
+from app.ratelimit.service import StaticPolicies
+from app.ratelimit.stage import limiter
 
 _generation = itertools.count(1000)
 

@@ -26,9 +26,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from app.config import Settings
-from app.core.auth.keys import load_keyring
-from app.core.auth.tokens import issue_access_token
+from app.auth.keys import load_keyring
+from app.auth.tokens import issue_access_token
+from app.settings import Settings
 from tests.conftest import alembic_config
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 

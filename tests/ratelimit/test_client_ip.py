@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from pydantic import ValidationError
 
-from app.config import Settings
 from app.core.client_ip import bucket
+from app.settings import Settings
 
 THINGS = "/v1/rl-probe/things"
 LIMIT = 3

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.core.ratelimit.compiler import DefaultLimit, compile_policies, path_regex
-from app.core.ratelimit.matching import Matcher, build_plan
-from app.core.ratelimit.model import ANONYMOUS_ROLE, CompiledPolicies, Plan
 from app.core.specs.rate_limit import FailureMode, RateLimitPolicySpec
+from app.ratelimit.compiler import DefaultLimit, compile_policies, path_regex
+from app.ratelimit.matching import Matcher, build_plan
+from app.ratelimit.model import ANONYMOUS_ROLE, CompiledPolicies, Plan
 
 
 def policy(

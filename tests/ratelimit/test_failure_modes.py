@@ -12,9 +12,9 @@ from devstack import RedisServer
 from flask import Flask
 from prometheus_client import REGISTRY
 
-from app import create_app
-from app.config import Settings
 from app.core import db
+from app.factory import create_app
+from app.settings import Settings
 from tests.ratelimit.conftest import install_policies, one_rule, probe_blueprint
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]

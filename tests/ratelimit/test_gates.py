@@ -12,10 +12,10 @@ import pytest
 import redis
 from flask import Flask, g
 
-from app.core.auth.caller import ANONYMOUS, Caller
-from app.core.ratelimit import defer_gate, limiter
-from app.core.ratelimit.stage import _limit_request
-from app.core.ratelimit.store import LimiterStore, build_client
+from app.auth.caller import ANONYMOUS, Caller
+from app.core.gates import defer_gate
+from app.ratelimit.stage import _limit_request, limiter
+from app.ratelimit.store import LimiterStore, build_client
 from tests.ratelimit.conftest import install_policies, one_rule
 from tests.support.processes import free_port
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from app.core.ratelimit.store import LimiterStore, Row, StoreUnavailable, build_client
+from app.ratelimit.store import LimiterStore, Row, StoreUnavailable, build_client
 from tests.support.processes import free_port
 
 CONSUME, CHECK, SETTLE = 1, 0, 2

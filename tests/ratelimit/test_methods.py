@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from app.core.ratelimit.compiler import compile_policy
 from app.core.specs.rate_limit import RateLimitPolicySpec
+from app.ratelimit.compiler import compile_policy
 from tests.ratelimit.conftest import install_policies, one_rule
 
 THINGS = "/v1/rl-probe/things"

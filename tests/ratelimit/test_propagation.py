@@ -1,5 +1,5 @@
 """A policy written through the admin API is enforced by EVERY gunicorn worker within 1 s,
-and deleting it stops enforcement within 1 s (issue 4, "Done when").
+and deleting it stops enforcement within 1 s.
 
 Each worker is reached through a keep-alive connection proven (via /proc) to be held by
 that worker, so "every worker" is measured, not assumed.

@@ -11,7 +11,7 @@ import redis
 from flask import Flask
 from prometheus_client import REGISTRY
 
-from app.core.ratelimit import keys
+from app.ratelimit import keys
 from tests.ratelimit.conftest import install_policies, one_rule
 
 # RFC 9651 List of Strings with integer parameters, as draft-ietf-httpapi-ratelimit-headers.
@@ -171,8 +171,8 @@ def test_a_shadow_policy_never_blocks_is_invisible_and_counts_what_it_would_reje
 def test_an_exhausted_token_budget_refuses_requests_before_they_reach_the_provider(
     rl_app: Flask, bearer: Callable[..., dict[str, str]]
 ) -> None:
-    from app.core.auth import current_caller
-    from app.core.ratelimit import reserve_tokens
+    from app.auth.identify import current_caller
+    from app.ratelimit.tokens import reserve_tokens
 
     install_policies(
         rl_app,

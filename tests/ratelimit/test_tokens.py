@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from app.core.auth.caller import Caller
+from app.auth.caller import Caller
 from app.core.errors import ApiError
-from app.core.ratelimit import Reservation, reserve_tokens, settle
-from app.core.ratelimit.report import effective_limits
-from app.core.ratelimit.stage import limiter
+from app.ratelimit.report import effective_limits
+from app.ratelimit.stage import limiter
+from app.ratelimit.tokens import Reservation, reserve_tokens, settle
 from tests.ratelimit.conftest import install_policies, one_rule
 
 ALICE = Caller(kind="user", subject="alice", roles=frozenset({"user"}))

@@ -12,9 +12,9 @@ import uuid
 
 from sqlmodel import Session
 
-from app.core.auth import auth_state
-from app.core.auth.tokens import issue_access_token
-from app.models.user import User
+from app.auth.models.user import User
+from app.auth.state import auth_state
+from app.auth.tokens import issue_access_token
 
 TOKEN_TTL = 3600
 

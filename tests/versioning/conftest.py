@@ -10,12 +10,13 @@ import pytest
 from flask import Flask
 from sqlmodel import Session
 
-from app.core.auth import auth_state
-from app.core.config_store import Snapshot, config_store
-from app.models.user import User
-from app.services import api_keys
-from app.services import auth as auth_service
-from app.services import config as service
+from app.auth import api_keys
+from app.auth import sessions as auth_service
+from app.auth.models.user import User
+from app.auth.state import auth_state
+from app.config_store import service
+from app.config_store.extension import config_store
+from app.config_store.snapshot import Snapshot
 
 Declare = Callable[..., Snapshot]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.core.versioning.changelog import changelog
+from app.versioning.changelog import changelog
 
 REF = "#/components/schemas/"
 

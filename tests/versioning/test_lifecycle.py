@@ -9,7 +9,7 @@ import pytest
 
 from app.core.errors import ErrorCode
 from app.core.specs import ApiVersionSpec, Phase
-from app.core.versioning.lifecycle import (
+from app.versioning.lifecycle import (
     default_phases,
     effective_phase,
     evaluate,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from app.core.versioning.lifecycle import http_date, structured_date
+from app.versioning.lifecycle import http_date, structured_date
 from tests.versioning.conftest import Declare, Headers
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,13 +16,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
-from app.config import Settings
-from app.core.auth import auth_state
-from app.core.auth.caller import Caller
-from app.core.versioning import usage
-from app.models.user import User
-from app.services import api_keys
-from app.services import auth as auth_service
+from app.auth import api_keys
+from app.auth import sessions as auth_service
+from app.auth.caller import Caller
+from app.auth.models.user import User
+from app.auth.state import auth_state
+from app.settings import Settings
+from app.versioning import usage
 from tests.support.processes import free_port
 
 NOW = 1_790_000_000.0  # a fixed flush time: every assertion reads one minute's keys
@@ -173,7 +173,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def test_counting_never_waits_for_redis_and_a_failed_flush_is_retried_with_the_next(
     own_redis: RedisServer, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app import create_app
+    from app.factory import create_app
 
     app = create_app(Settings(app_env="test", database_url=database_url, redis_url=own_redis.url))
     counter = usage.counter_of(app)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.core.versioning import usage
+from app.versioning import usage
 from tests.ratelimit.live import LiveApi, get, live_api
 from tests.support.processes import wait_for
 

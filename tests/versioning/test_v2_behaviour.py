@@ -16,10 +16,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
-from app.core.auth import auth_state
-from app.core.config_store import config_store
-from app.services.users import create_user
-from tests.observability.conftest import sample
+from app.auth.state import auth_state
+from app.auth.users import create_user
+from app.config_store.extension import config_store
+from tests.core.observability.conftest import sample
 from tests.versioning.conftest import Declare, Headers
 
 PREFIXES = ["/v1", "/v2"]

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from app.api.docs import openapi_document
 from app.api.v2 import CHANGED, REMOVED
 from app.api.v2.carry import Op
+from app.core.openapi import openapi_document
 from tests.versioning.conftest import Declare, Headers
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -1,8 +1,20 @@
-"""Version 1 of the public API (`/v1/...`)."""
+"""Version 1 of the public API (`/v1/...`): the features' blueprints, assembled.
+
+Each feature owns its views (`app/<feature>/views.py`, `admin_views.py`); this package only
+decides what `/v1` serves. `/v2` carries these over (app/api/v2).
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, g
+
+from app.ai import admin_views as ai_admin
+from app.ai import views as ai
+from app.ai.dead_letters import views as dead_letters_admin
+from app.auth import admin_views as users_admin
+from app.auth import views as auth
+from app.config_store import views as config_admin
+from app.ratelimit import views as limits
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -12,21 +24,5 @@ def _mark_version() -> None:
     g.api_version = "1.0"
 
 
-from app.api.v1 import admin_users, auth  # noqa: E402 - after `bp` exists
-
-bp.register_blueprint(auth.bp)
-bp.register_blueprint(admin_users.bp)
-
-from app.api.v1 import admin_config  # noqa: E402 - runtime config (issue 4)
-
-bp.register_blueprint(admin_config.bp)
-
-from app.api.v1 import limits  # noqa: E402 - rate limits (issue 4)
-
-bp.register_blueprint(limits.bp)
-
-from app.api.v1 import admin_ai_credentials, admin_dead_letters, ai  # noqa: E402 - issue 5
-
-bp.register_blueprint(ai.bp)
-bp.register_blueprint(admin_dead_letters.bp)
-bp.register_blueprint(admin_ai_credentials.bp)
+for feature in (auth, users_admin, config_admin, limits, ai, dead_letters_admin, ai_admin):
+    bp.register_blueprint(feature.bp)

@@ -18,6 +18,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from app.api.v2 import notes
 from app.api.v2.carry import Op, carry_over
 
 VERSION: Final = "2.0"
@@ -26,7 +27,7 @@ PREFIX: Final = "/v2"
 SOURCE: Final = "v1"
 SOURCE_PREFIX: Final = "/v1"
 
-# ---- The v1 -> v2 decision table (issue 4) -------------------------------------------
+# ---- The v1 -> v2 decision table -------------------------------------------
 #: v1 operations whose contract v2 changes: op -> what changed. Each is served by a view
 #: of this package instead of the v1 one.
 CHANGED: Final[Mapping[Op, str]] = {
@@ -78,7 +79,5 @@ def _links_stay_in_v2(response: Response) -> Response:
             response.headers["Location"] = candidate
     return response
 
-
-from app.api.v2 import notes  # noqa: E402 - after `bp` exists
 
 bp.register_blueprint(notes.bp)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
-from app.core.auth import require_auth
+from app.auth.decorators import require_auth
 from app.core.db import get_session
 from app.core.errors import ValidationFailed
 from app.core.openapi import operation

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.core.errors.codes import ErrorCode
 
 
@@ -120,3 +122,15 @@ class CacheUnavailable(DependencyUnavailable):
     """Redis is unreachable (503)."""
 
     code = ErrorCode.SYS_CACHE_UNAVAILABLE
+
+
+def pydantic_errors(exc: ValidationError) -> tuple[list[dict[str, Any]], list[str]]:
+    """Field-level errors and the list of missing required fields."""
+    errors: list[dict[str, Any]] = []
+    required: list[str] = []
+    for item in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in item["loc"]) or "__root__"
+        errors.append({"field": field, "message": item["msg"], "type": item["type"]})
+        if item["type"] == "missing":
+            required.append(field)
+    return errors, required

@@ -22,9 +22,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors.codes import ErrorCode
-from app.core.errors.exceptions import ApiError
+from app.core.errors.exceptions import ApiError, pydantic_errors
+from app.core.request_context import bind_request_id, request_globals
 from app.core.responses import envelope, json_response
-from app.core.validation import pydantic_errors
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _ensure_request_id() -> None:
     # Errors raised before our before_request hooks ran (e.g. 413 while reading the
     # body in an earlier hook) still need an id in the envelope and the header.
     if g.get("request_id") is None:
-        g.request_id = uuid.uuid4().hex
+        bind_request_id(request_globals(), uuid.uuid4().hex)
 
 
 def error_response(

@@ -20,8 +20,8 @@ from prometheus_client import start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from app.config import Settings
 from app.core.observability import metrics, multiproc
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class QueueLengthCollector(Collector):
 class HistoryBacklogCollector(Collector):
     """`sapi_ai_history_backlog`: AI history records in Redis not yet in PostgreSQL.
 
-    Pending plus every drainer's in-flight batch (app/core/ai/journal.py). It grows while
+    Pending plus every drainer's in-flight batch (app/ai/history/journal.py). It grows while
     PostgreSQL is down or no drainer runs; the beat task `sapi.ai.drain_history` and every
     API process drain it.
     """
@@ -168,8 +168,14 @@ def queues_of(celery_app: Celery) -> list[str]:
     return sorted(set(names))
 
 
-def start_worker_metrics_server(settings: Settings, celery_app: Celery) -> int | None:
-    """Wipe the multiprocess dir and serve `/metrics` for the whole worker; returns the port."""
+def start_worker_metrics_server(
+    settings: Settings, celery_app: Celery, collectors: Iterable[Collector] = ()
+) -> int | None:
+    """Wipe the multiprocess dir and serve `/metrics` for the whole worker; returns the port.
+
+    `collectors` add scrape-time figures of the features (the AI history backlog: the
+    worker entry point passes it, since core imports no feature).
+    """
     if not settings.metrics_enabled:
         return None
     path = multiproc.directory()
@@ -180,14 +186,8 @@ def start_worker_metrics_server(settings: Settings, celery_app: Celery) -> int |
         settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
     )
     registry.register(QueueLengthCollector(client, queues_of(celery_app)))
-    from app.core.ai.history_queue import JOURNAL_NAME
-    from app.core.ai.journal import Journal
-
-    app_redis = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
-    )
-    history = Journal(app_redis, name=JOURNAL_NAME, write=None)
-    registry.register(HistoryBacklogCollector(history.backlog))
+    for collector in collectors:
+        registry.register(collector)
     try:
         server, _thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_address, registry=registry

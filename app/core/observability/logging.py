@@ -7,11 +7,11 @@ import sys
 import time
 from typing import Any, Final
 
-from flask import g, has_request_context
 from opentelemetry import trace
 
-from app.config import Settings
-from app.core.responses import fast_json
+from app.core.encoding import fast_json
+from app.core.ids import REQUEST_ID
+from app.settings import Settings
 
 _RESERVED: Final = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -29,7 +29,7 @@ class RequestContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
+            record.request_id = REQUEST_ID.get()
         if not hasattr(record, "trace_id"):
             # W3C trace-context hex ids, as Grafana/Tempo expect to link logs to traces.
             ids = current_ids()

@@ -58,7 +58,7 @@ WARNINGS: Final = Counter(
     ["code", "level"],
 )
 
-# --- Rate limiting (app/core/ratelimit) ---------------------------------------------------
+# --- Rate limiting (app/ratelimit) ---------------------------------------------------
 
 #: outcome: allowed | rejected | shadow_rejected | fail_open | fail_closed | exempt
 RATELIMIT_DECISIONS: Final = Counter(
@@ -73,7 +73,7 @@ RATELIMIT_CHECK_DURATION: Final = Histogram(
     buckets=FAST_BUCKETS,
 )
 
-# --- Response cache (app/core/cache) ------------------------------------------------------
+# --- Response cache (app/cache) ------------------------------------------------------
 
 #: result: hit | miss | not_modified | bypass | error
 CACHE_REQUESTS: Final = Counter(
@@ -87,7 +87,7 @@ CACHE_INVALIDATIONS: Final = Counter(
     ["cache"],
 )
 
-# --- Runtime config snapshot (app/core/config_store) --------------------------------------
+# --- Runtime config snapshot (app/config_store) --------------------------------------
 
 CONFIG_GENERATION: Final = Gauge(
     "sapi_config_generation",
@@ -103,7 +103,7 @@ CONFIG_RELOADS: Final = Counter(
     ["trigger", "outcome"],
 )
 
-# --- AI gateway (app/core/ai) --------------------------------------------------------------
+# --- AI gateway (app/ai) --------------------------------------------------------------
 
 #: outcome: success | error | timeout | rate_limited | budget_exceeded | breaker_open
 AI_REQUESTS: Final = Counter(

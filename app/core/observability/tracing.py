@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from sqlalchemy import Engine
 
-from app.config import Settings
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 from celery import Celery, Task
 from flask import Flask
 
-from app.config import Settings
+from app.settings import Settings
 
 EXTENSION: Final = "celery"
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Field, SQLModel
 
-from app.models.base import CoreModel
+from app.core.models import CoreModel
 
 #: Largest page, and deepest offset of `GET /v1/notes` (deeper: the cursors of /v2/notes).
 MAX_PAGE: Final = 100

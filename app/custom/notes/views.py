@@ -12,7 +12,8 @@ import uuid
 
 from flask import Blueprint, Response, g
 
-from app.core.auth import current_caller, require_auth
+from app.auth.decorators import require_auth
+from app.auth.identify import current_caller
 from app.core.db import get_session
 from app.core.errors import ErrorCode, Unauthorized
 from app.core.openapi import operation

@@ -21,9 +21,9 @@ import yaml
 from flask import Flask
 from kubetools import ControlPlane
 
-from app import create_app
-from app.config import Settings
 from app.core import db
+from app.factory import create_app
+from app.settings import Settings
 from sapi_operator import rbac
 from tests.k8s.operator.stack import (
     ROOT,

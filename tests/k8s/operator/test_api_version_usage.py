@@ -8,10 +8,10 @@ import urllib.request
 import pytest
 from flask import Flask
 
-from app.config import Settings
-from app.core.auth.keys import load_keyring
-from app.core.auth.tokens import issue_access_token
-from app.core.versioning import usage
+from app.auth.keys import load_keyring
+from app.auth.tokens import issue_access_token
+from app.settings import Settings
+from app.versioning import usage
 from tests.k8s.operator.stack import Kubectl, OperatorProcess, eventually, manifest
 from tests.support.processes import LiveServer
 

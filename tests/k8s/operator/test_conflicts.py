@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from kubetools import ControlPlane
 from sqlmodel import Session
 
-from app.services.config import Source, delete_config, upsert_config
+from app.config_store.service import Source, delete_config, upsert_config
 from tests.k8s.operator.conftest import cleanup_namespace, grant_operator_role
 from tests.k8s.operator.stack import Kubectl, manifest
 

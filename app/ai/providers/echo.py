@@ -1,0 +1,72 @@
+"""`Echo`: a provider that answers locally with the prompt, for development and demos.
+
+Its tokens are words (so its usage is exact by its own definition) and its models cost
+what the AIProvider says they cost (normally nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from app.ai.types import ChatRequest, Completion, StreamEvent, Usage
+from app.core.specs.ai_provider import AIProviderSpec
+
+
+def _reply(request: ChatRequest) -> str:
+    last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    words = ["echo:", *last.split()][: max(1, request.max_tokens)]
+    return " ".join(words)
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+class _EchoStream:
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        self.closed = False
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        text = _reply(self.request)
+        for i, word in enumerate(text.split(" ")):
+            if self.closed:
+                return
+            yield StreamEvent(text=word if i == 0 else " " + word)
+        usage = Usage(_words(self.request.prompt_text), _words(text))
+        yield StreamEvent(
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            finish_reason="stop",
+            done=True,
+        )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class EchoProvider:
+    """Answers `echo: <last user message>`, truncated to `max_tokens` words."""
+
+    def __init__(self, *, name: str, spec: AIProviderSpec) -> None:
+        self.name = name
+        self.spec = spec
+
+    def complete(self, request: ChatRequest, *, timeout: float) -> Completion:  # noqa: ARG002
+        """Answer at once."""
+        text = _reply(request)
+        return Completion(
+            text=text,
+            usage=Usage(_words(request.prompt_text), _words(text)),
+            finish_reason="stop",
+        )
+
+    def stream(
+        self,
+        request: ChatRequest,
+        *,
+        timeout: float,  # noqa: ARG002
+        deadline: float | None = None,  # noqa: ARG002 - checked per event by the gateway
+    ) -> _EchoStream:
+        """Stream the same answer word by word."""
+        return _EchoStream(request)

@@ -1,0 +1,1 @@
+"""Tables of the auth feature: `user.py`, `api_key.py`, `session.py` (sessions, refresh tokens)."""

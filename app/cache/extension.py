@@ -1,0 +1,26 @@
+"""Redis response cache: `@cached` GET views, `@invalidates` writes, `get_or_set` for services.
+
+See docs/caching.md. Nothing here can fail a request: when Redis is unreachable the
+value is computed as if there were no cache.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.cache.service import (
+    EXTENSION,
+    Cache,
+    CacheConfig,
+)
+from app.cache.store import CacheStore
+from app.ratelimit.store import build_client
+from app.settings import Settings
+
+
+def init_app(app: Flask, settings: Settings) -> Cache:
+    """Create the cache with its own short-timeout Redis client (connects lazily)."""
+    client = build_client(settings.redis_url, timeout=settings.cache_redis_timeout)
+    cache = Cache(CacheStore(client), CacheConfig(enabled=settings.cache_enabled))
+    app.extensions[EXTENSION] = cache
+    return cache

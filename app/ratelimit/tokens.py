@@ -1,0 +1,161 @@
+"""AI token budgets: reserve before calling a provider, settle with the real usage after.
+
+    reservation = reserve_tokens(caller, estimated)    # raises AI_TOKEN_LIMIT (429)
+    ... call the provider ...
+    settle(reservation, actual)                        # refunds or charges the difference
+
+A token limit is the same GCRA as request limits with cost n: a bucket of `tokens`
+refilled continuously at tokens/window, so a budget never "forgets to reset" (the
+LiteLLM complaint, BerriAI/litellm#10555). Reserving is atomic across every matching limit
+and every worker; settling never fails a request (usage above the reservation is still
+charged, so an overdrawn budget blocks the next calls until it has refilled).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from flask import Flask, current_app, has_request_context, request
+
+from app.auth.caller import Caller
+from app.core import client_ip
+from app.core.errors import ErrorCode
+from app.core.errors.exceptions import DependencyUnavailable, RateLimited
+from app.core.warnings import warn
+from app.ratelimit import keys
+from app.ratelimit.model import CompiledLimit, CompiledRule
+from app.ratelimit.service import ENFORCED, caller_roles
+from app.ratelimit.stage import DEGRADED_WARNING, limiter, version_of
+from app.ratelimit.store import StoreUnavailable
+
+log = logging.getLogger("structured_api.ratelimit")
+_CONSUME = 1
+_SETTLE = 2
+
+
+class _Row(NamedTuple):
+    key: str
+    limit: CompiledLimit
+    group: int
+
+
+def _budgets(rules: Sequence[CompiledRule]) -> bool:
+    return any(r.token_limits for r in rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens taken from every matching budget; hand it back to `settle`."""
+
+    tokens: int
+    entries: tuple[tuple[str, float, float], ...]  # (key, interval_ms, horizon_ms)
+    degraded: bool = False
+
+    @property
+    def limited(self) -> bool:
+        """True when at least one budget was charged."""
+        return bool(self.entries)
+
+
+def reserve_tokens(
+    caller: Caller,
+    n: int,
+    *,
+    path: str | None = None,
+    method: str | None = None,
+    ip: str | None = None,
+    app: Flask | None = None,
+) -> Reservation:
+    """Take `n` tokens from every token budget matching the request (or the given route).
+
+    Outside a request (a Celery job) pass the `path` and `method` of the request that
+    created the job, so the same rules match.
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    in_request = has_request_context()
+    if in_request:
+        path = request.path if path is None else path
+        method = request.method if method is None else method
+        ip = client_ip.request_bucket() if ip is None else ip
+    rl = limiter(app)
+    versions = (app or current_app).extensions.get("api_versions", {})
+    roles = caller_roles(caller)
+    plan = rl.matcher().plan(
+        method=method or "", path=path or "", version=version_of(path or "", versions), roles=roles
+    )
+    headers: keys.HeaderLookup = request.headers if in_request else {}
+    # Group 0 holds the enforced budgets; each shadow policy with a budget gets the next
+    # group number and its would-reject counter at KEYS[n + group].
+    groups = [(ENFORCED, plan.enforced)]
+    groups += [(g, rs) for g, rs in enumerate((rs for rs in plan.shadow if _budgets(rs)), 1)]
+    shadow_keys = [keys.shadow_key(rs[0].policy) for g, rs in groups if g != ENFORCED]
+    layout: list[_Row] = []
+    args: list[float | int] = []
+    for group, rules in groups:
+        for rule in rules:
+            who = keys.subject(rule, caller=caller, ip=ip or "job", roles=roles, headers=headers)
+            for lim in rule.token_limits:
+                layout.append(_Row(keys.limit_key(rule, lim, who), lim, group))
+                args.extend((lim.interval_ms, lim.horizon_ms, n, group, _CONSUME))
+    if not layout:
+        return Reservation(tokens=n, entries=())
+    try:
+        rows = rl.store.evaluate(
+            [r.key for r in layout],
+            args,
+            shadow_keys=shadow_keys,
+            shadow_ttl=keys.SHADOW_TTL_SECONDS,
+        )
+    except StoreUnavailable as exc:
+        if plan.fail_closed:
+            raise DependencyUnavailable(
+                ErrorCode.RATE_LIMITER_UNAVAILABLE.description,
+                code=ErrorCode.RATE_LIMITER_UNAVAILABLE,
+            ) from exc
+        if in_request:
+            warn(DEGRADED_WARNING, "Token budgets could not be checked; served without them.")
+        return Reservation(tokens=n, entries=(), degraded=True)
+    passed: dict[int, bool] = {}
+    worst: tuple[_Row, int, int] | None = None  # row, ms until it fits, tokens remaining
+    for row, (ok, remaining, _, retry_ms) in zip(layout, rows, strict=True):
+        passed[row.group] = passed.get(row.group, True) and bool(ok)
+        if row.group == ENFORCED and not ok and (worst is None or retry_ms > worst[1]):
+            worst = (row, retry_ms, remaining)
+    if worst is not None:
+        row, retry_ms, remaining = worst
+        raise RateLimited(
+            f"AI token budget {row.limit.name} exhausted.",
+            code=ErrorCode.AI_TOKEN_LIMIT,
+            retry_after=max(1, math.ceil(retry_ms / 1000)),
+            details={
+                "limit": row.limit.name,
+                "requested_tokens": n,
+                "remaining_tokens": max(0, remaining),
+                "capacity_tokens": row.limit.capacity,
+                "never_fits": n > row.limit.capacity,
+            },
+        )
+    entries = tuple(
+        (r.key, r.limit.interval_ms, r.limit.horizon_ms) for r in layout if passed[r.group]
+    )
+    return Reservation(tokens=n, entries=entries)
+
+
+def settle(reservation: Reservation, actual: int, *, app: Flask | None = None) -> None:
+    """Charge `actual - reserved` tokens (a refund when negative); never raises on Redis."""
+    delta = actual - reservation.tokens
+    if delta == 0 or not reservation.entries:
+        return
+    args: list[float | int] = []
+    for _, interval, horizon in reservation.entries:
+        args.extend((interval, horizon, delta, ENFORCED, _SETTLE))
+    try:
+        limiter(app).store.evaluate([key for key, _, _ in reservation.entries], args)
+    except StoreUnavailable:
+        # The reservation stands: better a slightly wrong budget than a failed response.
+        log.warning("token settlement of %+d lost: rate-limit store unavailable", delta)
