@@ -364,9 +364,11 @@ def test_pod_cannot_reach_an_address_beyond_the_host(
 # -- teardown: these run last (conftest moves every test using cluster_teardown) --------------
 
 
-def _assert_nothing_left(state_dir: Path, bridge: str) -> None:
+def _assert_nothing_left(state_dir: Path, bridge: str, before: set[int]) -> None:
+    """Nothing of the cluster is left; `before` are this process's children that are not
+    the cluster's (the session's PostgreSQL, Redis and friends), taken before it started."""
     assert leftovers(state_dir) == []
-    assert descendants(os.getpid()) == [], "child processes left"
+    assert [p for p in descendants(os.getpid()) if p not in before] == [], "child processes left"
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(state_dir) not in mounts
     netns = Path("/run/netns")
@@ -388,9 +390,13 @@ def _assert_nothing_left(state_dir: Path, bridge: str) -> None:
 def test_down_leaves_nothing_behind(cluster_teardown: Cluster) -> None:
     cluster = cluster_teardown
     state_dir = cluster.state_dir
-    assert cluster_processes(state_dir), "the cluster should be running before down()"
+    ours = cluster_processes(state_dir)
+    assert ours, "the cluster should be running before down()"
+    for pid in list(ours):
+        ours += descendants(pid)
+    before = set(descendants(os.getpid())) - set(ours)
     cluster.down()
-    _assert_nothing_left(state_dir, cluster.network.bridge)
+    _assert_nothing_left(state_dir, cluster.network.bridge, before)
 
 
 def test_killed_up_is_cleaned_by_the_next_up_and_by_down(cluster_teardown: Cluster) -> None:
@@ -407,6 +413,7 @@ def test_killed_up_is_cleaned_by_the_next_up_and_by_down(cluster_teardown: Clust
         assert isinstance(supervisor, int)
         return supervisor
 
+    before = set(descendants(os.getpid()))
     try:
         os.kill(up(), signal.SIGKILL)
         _wait(
@@ -424,7 +431,7 @@ def test_killed_up_is_cleaned_by_the_next_up_and_by_down(cluster_teardown: Clust
     assert not Path(f"/proc/{supervisor}").exists() or "kubetools" not in Path(
         f"/proc/{supervisor}/cmdline"
     ).read_text(errors="replace")
-    _assert_nothing_left(state_dir, cluster_teardown.network.bridge)
+    _assert_nothing_left(state_dir, cluster_teardown.network.bridge, before)
     cleanup(state_dir)  # idempotent
 
 

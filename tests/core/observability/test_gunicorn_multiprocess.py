@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STALE_FILE = "counter_999999.db"
 LIVEZ = {"route": "/livez", "method": "GET", "status": "200", "api_version": "none"}
 #: The api container's command in charts/structured-api/templates/api-deployment.yaml.

@@ -35,7 +35,7 @@ from tests.core.observability.otlp import ExportedSpan, LoopbackServer, fake_pro
 from tests.core.observability.trace_tasks import TASK_NAME
 from tests.support.processes import ManagedProcess, child_env, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Its own Redis database: the per-test `app` fixture flushes the default one.
 TRACE_REDIS_DB = 8
 

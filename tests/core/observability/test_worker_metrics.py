@@ -29,7 +29,7 @@ from tests.core.observability.test_tracing import with_db
 from tests.core.observability.trace_tasks import FLAKY_TASK
 from tests.support.processes import ManagedProcess, child_env, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 METRICS_REDIS_DB = 9
 
 
