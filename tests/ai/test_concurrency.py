@@ -61,13 +61,17 @@ def test_a_caller_holds_at_most_its_limit_and_a_released_slot_is_free_again(
 
 
 def test_a_slot_never_released_expires_with_its_lease(store: LimiterStore) -> None:
-    who = owner()
-    acquire(store, who, limit=1, lease_seconds=0.4)  # its process "died": never released
+    # The lease is long enough for the refusal and the TTL check to happen inside it on a
+    # loaded machine (0.4 s was not: CI saw the key already gone); the wait is measured
+    # from the acquire, so the test still waits one lease, not more.
+    who, lease = owner(), 3.0
+    acquired = time.monotonic()
+    acquire(store, who, limit=1, lease_seconds=lease)  # its process "died": never released
     with pytest.raises(RateLimited):
-        acquire(store, who, limit=1, lease_seconds=0.4)
-    assert 0 < store.client.pttl(PREFIX + who) <= 400  # an idle caller leaves no key behind
+        acquire(store, who, limit=1, lease_seconds=lease)
+    assert 0 < store.client.pttl(PREFIX + who) <= lease * 1000  # idle callers leave no key
 
-    time.sleep(0.5)
+    time.sleep(max(0.0, acquired + lease + 0.1 - time.monotonic()))
 
     acquire(store, who, limit=1, lease_seconds=LEASE).release()
 
