@@ -28,7 +28,6 @@ import secrets
 import shutil
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -37,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from devstack import PostgresServer, RedisServer
-from devstack.process import LOOPBACK, become_subreaper, free_port, port_is_free
+from devstack.process import LOOPBACK, SignalFlag, become_subreaper, free_port, port_is_free
 from devstack.server import ManagedServer, ServerError
 from devstack.supervisor import Supervisor, kill_descendants
 
@@ -56,7 +55,7 @@ class Stop(Exception):
 
 def main() -> int:
     """Run the stack until Ctrl-C/SIGTERM or until a part of it dies; return the exit code."""
-    stop, hurry = threading.Event(), threading.Event()
+    stop, hurry = SignalFlag(), SignalFlag()
     _install_signal_handlers(stop, hurry)
     become_subreaper()  # orphans of our children become ours, so the final sweep finds them
     env = dict(os.environ)
@@ -90,7 +89,7 @@ def _dev_secret_key() -> str:
 
 
 def _run(
-    sup: Supervisor, servers: list[ManagedServer], env: dict[str, str], stop: threading.Event
+    sup: Supervisor, servers: list[ManagedServer], env: dict[str, str], stop: SignalFlag
 ) -> None:
     DEV_DIR.mkdir(parents=True, exist_ok=True)
     if not env.get("SECRET_KEY"):
@@ -168,7 +167,7 @@ def _sim_base_url(sim_port: int) -> str:
     return f"http://{LOOPBACK}:{sim_port}/v1"
 
 
-def _register_dev_provider(sup: Supervisor, sim_port: int, stop: threading.Event) -> None:
+def _register_dev_provider(sup: Supervisor, sim_port: int, stop: SignalFlag) -> None:
     """Point the development-only AIProvider `dev-simulator` at this run's simulator."""
     args = [_tool("flask"), "ai", "dev-provider", "--base-url", _sim_base_url(sim_port)]
     done = sup.run("dev-provider", args, stop)
@@ -218,7 +217,7 @@ def _start(sup: Supervisor, server: ManagedServer, servers: list[ManagedServer])
 
 
 def _wait_for_api(
-    sup: Supervisor, servers: list[ManagedServer], port: int, stop: threading.Event
+    sup: Supervisor, servers: list[ManagedServer], port: int, stop: SignalFlag
 ) -> bool:
     deadline = time.monotonic() + 90
     while not stop.is_set() and time.monotonic() < deadline:
@@ -253,7 +252,7 @@ def _check_alive(sup: Supervisor, servers: list[ManagedServer]) -> None:
             raise Stop(f"{server.name} exited unexpectedly, see {_rel(server.log_path)}")
 
 
-def _shutdown(sup: Supervisor, servers: list[ManagedServer], hurry: threading.Event) -> None:
+def _shutdown(sup: Supervisor, servers: list[ManagedServer], hurry: SignalFlag) -> None:
     if sup.children or servers:
         sup.say("dev: stopping (Ctrl-C again to skip waiting)")
     grace = float(os.environ.get("DEV_STOP_GRACE", "20"))
@@ -272,7 +271,7 @@ def _shutdown(sup: Supervisor, servers: list[ManagedServer], hurry: threading.Ev
     sup.say("dev: stopped")
 
 
-def _install_signal_handlers(stop: threading.Event, hurry: threading.Event) -> None:
+def _install_signal_handlers(stop: SignalFlag, hurry: SignalFlag) -> None:
     first: list[float] = []
 
     def handler(_signum: int, _frame: FrameType | None) -> None:

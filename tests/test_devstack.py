@@ -368,3 +368,37 @@ def test_dev_stops_everything_when_a_child_dies(stub_project: Path) -> None:
     finally:
         dev.kill()
         dev.wait()
+
+
+def test_the_stop_flag_can_be_raised_by_a_signal_during_its_wait() -> None:
+    """`make dev` stops on a signal whose handler raises SignalFlag while the main thread
+    waits on it. With threading.Event there, the handler's set() waits for the lock the
+    interrupted wait() holds: the stack once ignored a SIGTERM for good. Here a timer
+    signal lands thousands of times inside short waits; every round must end."""
+    script = textwrap.dedent(
+        """
+        import signal, time
+        from devstack.process import SignalFlag
+
+        flag = SignalFlag()
+
+        def handler(_signum, _frame):
+            flag.set()
+
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+        rounds, end = 0, time.monotonic() + 1.5
+        while time.monotonic() < end:
+            if flag.wait(0.0001):
+                rounds += 1
+                flag = SignalFlag()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        print(rounds, flush=True)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 100

@@ -22,6 +22,40 @@ LOOPBACK = "127.0.0.1"
 _handed_out: set[int] = set()
 
 
+class SignalFlag:
+    """A stop flag a signal handler may set: `threading.Event` without its lock.
+
+    `Event.set()` takes the event's (non-reentrant) condition lock. Called from a signal
+    handler while the main thread sits in `Event.wait()` holding that same lock (the short
+    moment after each timed wake-up), it waits for itself forever: `make dev` then ignored
+    SIGTERM and never stopped. Setting a plain attribute takes no lock; `wait` polls in
+    short sleeps (the handler runs between them).
+    """
+
+    _SLICE = 0.05
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Raise the flag; safe inside a signal handler."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Tell whether the flag is raised."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the flag is raised or `timeout` seconds passed; return the flag."""
+        deadline = time.monotonic() + timeout
+        while not self._set:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(self._SLICE, left))
+        return self._set
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """Return a TCP port on `host` that is free right now (and not handed out before)."""
     for _ in range(50):

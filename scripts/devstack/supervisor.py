@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from .process import (
+    SignalFlag,
     descendants,
     die_with_parent,
     group_members,
@@ -94,7 +95,7 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    def run(self, name: str, argv: Sequence[str], stop: threading.Event) -> Child:
+    def run(self, name: str, argv: Sequence[str], stop: SignalFlag) -> Child:
         """Run a one-shot child to completion (or until `stop`); it is then not supervised."""
         child = self.spawn(name, argv)
         while child.returncode is None and not stop.wait(0.1):
@@ -108,7 +109,7 @@ class Supervisor:
         """Return a child that has exited, if any."""
         return next((c for c in self.children if c.returncode is not None), None)
 
-    def stop_all(self, grace: float, hurry: threading.Event | None = None) -> list[str]:
+    def stop_all(self, grace: float, hurry: SignalFlag | None = None) -> list[str]:
         """SIGTERM children (newest first), wait up to `grace` s, SIGKILL the rest.
 
         Returns the names of children whose process group had to be SIGKILLed. `hurry` cuts
