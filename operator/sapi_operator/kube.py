@@ -46,6 +46,10 @@ class KubeError(Exception):
     """The Kubernetes API refused or failed a call the operator needed."""
 
 
+class LeaseConflict(Exception):
+    """The Lease changed since it was read (HTTP 409): another candidate wrote first."""
+
+
 class _Status(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"HTTP {status} {reason}")
@@ -223,6 +227,46 @@ class Kube:
                 raise KubeError(f"patch {path}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(f"patch {path}: {_describe(exc)}") from exc
+
+    # -- the leader-election Lease (sapi_operator/election.py) ---------------------------------
+
+    @staticmethod
+    def _lease_path(namespace: str, name: str = "") -> str:
+        suffix = f"/{name}" if name else ""
+        return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases{suffix}"
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease, or None if it does not exist."""
+        try:
+            found: dict[str, Any] = await self._call("GET", self._lease_path(namespace, name))
+        except _Status as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(f"get lease {namespace}/{name}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"get lease {namespace}/{name}: {_describe(exc)}") from exc
+        return found
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease; `LeaseConflict` if another candidate created it first."""
+        return await self._write_lease("POST", self._lease_path(namespace), body)
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT the Lease read earlier (its resourceVersion makes the write conditional)."""
+        return await self._write_lease("PUT", self._lease_path(namespace, name), body)
+
+    async def _write_lease(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            written: dict[str, Any] = await self._call(method, path, body)
+        except _Status as exc:
+            if exc.status == 409:
+                raise LeaseConflict(path) from exc
+            raise KubeError(f"{method} {path}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"{method} {path}: {_describe(exc)}") from exc
+        return written
 
 
 def _describe(exc: BaseException) -> str:
