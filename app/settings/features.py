@@ -221,6 +221,11 @@ class FeatureSettings(BaseSettings):
     operator_request_timeout: float = Field(
         default=30.0, ge=1, le=300, description="Timeout of the operator's other API calls, s"
     )
+    operator_apply_crds: bool = Field(
+        default=False,
+        description="Server-side apply the operator's own CRDs when it starts leading, so a "
+        "chart upgrade that changes a CRD takes effect (the chart turns it on)",
+    )
     operator_leader_election: bool = Field(
         default=False,
         description="Elect a leader through a coordination.k8s.io Lease: only the holder "

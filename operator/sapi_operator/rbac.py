@@ -5,7 +5,9 @@ The same rules serve a namespaced `Role` (one per watched namespace) and a clust
 access to CRDs or namespaces (nolar/kopf#1184). The chart's Role must equal these rules;
 tests/k8s/operator/ runs the operator with exactly them.
 
-Leader election (several replicas, sapi_operator/election.py) adds `election_rules`: a
+Upgrading its own CRDs (`OPERATOR_APPLY_CRDS`) adds `crd_rules`: patch on those three CRDs
+by name. Leader election (several replicas, sapi_operator/election.py) adds
+`election_rules`: a
 Role in the operator's own namespace that may create Leases and read and update one, the
 operator's own (create cannot be limited by name: the apiserver does not know it yet).
 """
@@ -71,6 +73,32 @@ def election_rules(lease: str = NAME) -> list[dict[str, Any]]:
     ]
 
 
+def crd_rules() -> list[dict[str, Any]]:
+    """Server-side apply of the operator's own CRDs (`OPERATOR_APPLY_CRDS`), by name only.
+
+    Only `patch`: an apply of an existing CRD is a PATCH. Creating one would take `create`,
+    which the apiserver cannot limit to a name; Helm creates the CRDs at install.
+    """
+    return [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [f"{r.plural}.{GROUP}" for r in RESOURCES],
+            "verbs": ["patch"],
+        }
+    ]
+
+
+def crd_cluster_role() -> dict[str, Any]:
+    """The ClusterRole that lets the operator upgrade its CRDs (CRDs are cluster-scoped)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{NAME}-crds", "labels": dict(_LABELS)},
+        "rules": crd_rules(),
+    }
+
+
 def election_role(lease: str = NAME) -> dict[str, Any]:
     """The leader-election Role (in the operator's own namespace)."""
     return {
@@ -116,4 +144,5 @@ def rendered() -> dict[str, str]:
         "role.yaml": _HEADER + yaml.safe_dump(role(), sort_keys=False),
         "clusterrole.yaml": _HEADER + yaml.safe_dump(cluster_role(), sort_keys=False),
         "leader-election-role.yaml": _HEADER + yaml.safe_dump(election_role(), sort_keys=False),
+        "crd-clusterrole.yaml": _HEADER + yaml.safe_dump(crd_cluster_role(), sort_keys=False),
     }

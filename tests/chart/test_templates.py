@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.chart.conftest import CHART, containers, env_of, find, one, render, template_text
 
@@ -317,7 +318,8 @@ def test_url_secrets_and_migration_job_run_before_the_release_in_order() -> None
 def test_namespaced_operator_gets_a_role_per_watched_namespace_only() -> None:
     docs = render(values=[EXISTING])
 
-    assert find(docs, "ClusterRole") == [] and find(docs, "ClusterRoleBinding") == []
+    assert find(docs, "ClusterRole", "-operator") == []
+    assert find(docs, "ClusterRoleBinding", "-operator") == []
     roles = find(docs, "Role", "-operator")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     operator = containers(one(docs, "Deployment", "-operator"))[0]
@@ -336,7 +338,7 @@ def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
     docs = render(values=[ALL])
 
     assert find(docs, "Role", "-operator") == []  # only the leader-election Role
-    binding = one(docs, "ClusterRoleBinding")
+    binding = one(docs, "ClusterRoleBinding", "-operator")
     assert binding["subjects"][0]["name"].endswith("-operator")
     # An empty OPERATOR_NAMESPACES makes the operator cluster-wide (app/settings/).
     assert env_of(containers(one(docs, "Deployment", "-operator"))[0])["OPERATOR_NAMESPACES"] == ""
@@ -495,6 +497,36 @@ def test_leader_election_rbac_is_one_named_lease_in_the_release_namespace() -> N
             assert all("coordination.k8s.io" not in r["apiGroups"] for r in role["rules"])
 
 
+def test_operator_may_patch_its_own_three_crds_and_nothing_else() -> None:
+    from sapi_operator.rbac import crd_rules
+
+    docs = render(values=[EXISTING], namespace="apps")
+    role = one(docs, "ClusterRole", "-crds")
+    binding = one(docs, "ClusterRoleBinding", "-crds")
+    crds = sorted(d["metadata"]["name"] for d in find(render_crds(), "CustomResourceDefinition"))
+
+    assert role["rules"] == crd_rules()
+    assert sorted(role["rules"][0]["resourceNames"]) == crds
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": binding["subjects"][0]["name"], "namespace": "apps"}
+    ]
+    operator = env_of(containers(one(docs, "Deployment", "-operator"))[0])
+    assert operator["OPERATOR_APPLY_CRDS"] == "true"
+
+    off = render(set_values=["operator.applyCRDs=false"])
+    assert find(off, "ClusterRole", "-crds") == []
+    assert env_of(containers(one(off, "Deployment", "-operator"))[0])["OPERATOR_APPLY_CRDS"] == (
+        "false"
+    )
+
+
+def render_crds() -> list[dict[str, Any]]:
+    """The chart's CRDs (crds/), as Helm installs them."""
+    text = template_text(include_crds=True).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
 def test_one_operator_without_election_never_runs_twice() -> None:
     docs = render(set_values=["operator.replicas=1", "operator.leaderElection.enabled=false"])
     deployment = one(docs, "Deployment", "-operator")
@@ -575,7 +607,7 @@ def test_operator_role_equals_the_rules_the_operator_declares() -> None:
     from sapi_operator.rbac import rules
 
     assert one(render(), "Role", "-operator")["rules"] == rules()
-    assert one(render(values=[ALL]), "ClusterRole")["rules"] == rules()
+    assert one(render(values=[ALL]), "ClusterRole", "-operator")["rules"] == rules()
 
 
 def test_timeouts_outlast_one_ai_call_so_shutdown_does_not_cut_it() -> None:
