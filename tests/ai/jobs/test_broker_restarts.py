@@ -96,12 +96,16 @@ def test_the_worker_survives_twenty_broker_restarts_while_holding_late_ack_jobs(
             worker.process.check_alive()  # a dead worker fails here, with its log
             return stack.job(job_id).status == "succeeded"
 
+        def reached_the_provider() -> bool:
+            worker.process.check_alive()
+            return len(stack.sim.requests()) == 1
+
         for n in range(ROUNDS):
             stack.sim.reset()
             stack.sim.fault("latency", seconds=HOLD_S)
             job_id = submit(stack, f"round {n}")
             jobs.append(job_id)
-            wait_until(lambda: len(stack.sim.requests()) == 1, 30, "the job to reach the provider")
+            wait_until(reached_the_provider, 30, "the job to reach the provider")
             assert client.hlen(UNACKED) == 1  # held: delivered, not acknowledged
             began = time.monotonic()
             if n % 2:
