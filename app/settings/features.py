@@ -243,21 +243,21 @@ class FeatureSettings(BaseSettings):
         description="This replica's name in the Lease; empty: host name and a random suffix",
     )
     operator_lease_duration: float = Field(
-        default=10.0,
+        default=8.0,
         ge=2,
         le=300,
         description="Seconds a Lease nobody renews stays held: the longest takeover after "
         "a leader dies without releasing it",
     )
     operator_lease_renew_deadline: float = Field(
-        default=7.0,
+        default=6.0,
         gt=0,
         le=300,
         description="Seconds a leader keeps trying to renew before it stops (must be below "
         "OPERATOR_LEASE_DURATION)",
     )
     operator_lease_retry_period: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0,
         le=60,
         description="Seconds between renewals, and between a standby's tries",

@@ -51,9 +51,9 @@ def _now() -> str:
 class Timing:
     """How long a Lease lasts, how long a leader tries to renew it, how often anyone tries."""
 
-    lease_duration: float = 10.0
-    renew_deadline: float = 7.0
-    retry_period: float = 2.0
+    lease_duration: float = 8.0
+    renew_deadline: float = 6.0
+    retry_period: float = 1.0
 
     def __post_init__(self) -> None:
         # client-go's checks (leaderelection.NewLeaderElector).

@@ -465,8 +465,8 @@ def test_operator_runs_two_replicas_that_elect_a_leader_on_a_lease() -> None:
     }
     assert env["OPERATOR_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert [env[f"OPERATOR_LEASE_{k}"]["value"] for k in ("DURATION", "RENEW_DEADLINE")] == [
-        "10",
-        "7",
+        "8",
+        "6",
     ]
     # Spread over nodes unless the user chose an affinity.
     (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]

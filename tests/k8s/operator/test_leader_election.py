@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.chaos, pytest.mark.
 
 #: The promise: a standby reconciles within this long of the leader's death.
 TAKEOVER_S = 15.0
-#: A clean stop releases the Lease: a standby takes it on its next try (2 s, +20 % jitter).
+#: A clean stop releases the Lease: a standby takes it on its next try (1 s, +20 % jitter).
 HANDOVER_S = 5.0
 EXIT_LOST_LEASE = 3
 PLACEHOLDER = "test-placeholder"
@@ -45,7 +45,7 @@ def lease(control_plane: ControlPlane, namespace: str, restricted_user: str) -> 
 
 @pytest.fixture
 def elected(operator_factory: Any, namespace: str, lease: str) -> Elected:
-    """Builds operator replicas that elect a leader on `lease` (chart defaults: 10/7/2 s)."""
+    """Builds operator replicas that elect a leader on `lease` (chart defaults: 8/6/1 s)."""
 
     def make(identity: str) -> OperatorProcess:
         operator: OperatorProcess = operator_factory(
@@ -170,6 +170,13 @@ def test_a_clean_stop_hands_over_at_once_and_a_leader_that_loses_the_lease_exits
     eventually(lambda: holder(kube, lease) == "op-a", timeout=10, what="op-a leads")
     second.start()
     assert leading(second, "op-b") == 0
+    # A standby stops cleanly on SIGTERM (a scale-down) and leaves the leader alone.
+    third = elected("op-c")
+    third.start()
+    third.stop()  # raises unless it exits cleanly
+    assert third.process is not None and third.process.proc is not None
+    assert third.process.proc.returncode == 0
+    assert holder(kube, lease) == "op-a"
 
     began = time.monotonic()
     first.stop()  # SIGTERM: Kopf stops, the Lease is released; raises unless it exits cleanly
