@@ -65,6 +65,19 @@ class Settings(FeatureSettings, SecuritySettings, ServiceSettings):
             raise ValueError("JOB_RETRY_MAX_SECONDS must be below CELERY_VISIBILITY_TIMEOUT")
         return self
 
+    @model_validator(mode="after")
+    def _lease_timings_never_overlap(self) -> Self:
+        # A leader stops renewing before anyone may take the Lease, and gets at least one
+        # more try (jitter 20 %) within its deadline: client-go's leaderelection checks.
+        duration = self.operator_lease_duration
+        deadline = self.operator_lease_renew_deadline
+        if not duration > deadline > 1.2 * self.operator_lease_retry_period:
+            raise ValueError(
+                "OPERATOR_LEASE_DURATION > OPERATOR_LEASE_RENEW_DEADLINE > "
+                "1.2 x OPERATOR_LEASE_RETRY_PERIOD is required"
+            )
+        return self
+
     @property
     def is_development(self) -> bool:
         """True for the local `make dev` stack."""

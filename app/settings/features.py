@@ -221,6 +221,47 @@ class FeatureSettings(BaseSettings):
     operator_request_timeout: float = Field(
         default=30.0, ge=1, le=300, description="Timeout of the operator's other API calls, s"
     )
+    operator_apply_crds: bool = Field(
+        default=False,
+        description="Server-side apply the operator's own CRDs when it starts leading, so a "
+        "chart upgrade that changes a CRD takes effect (the chart turns it on)",
+    )
+    operator_leader_election: bool = Field(
+        default=False,
+        description="Elect a leader through a coordination.k8s.io Lease: only the holder "
+        "reconciles, other replicas wait (the chart turns it on)",
+    )
+    operator_lease_name: str = Field(
+        default="structured-api-operator", min_length=1, description="Name of that Lease"
+    )
+    operator_lease_namespace: str = Field(
+        default="",
+        description="Namespace of the Lease; empty: the pod's own (its service account's)",
+    )
+    operator_identity: str = Field(
+        default="",
+        description="This replica's name in the Lease; empty: host name and a random suffix",
+    )
+    operator_lease_duration: float = Field(
+        default=8.0,
+        ge=2,
+        le=300,
+        description="Seconds a Lease nobody renews stays held: the longest takeover after "
+        "a leader dies without releasing it",
+    )
+    operator_lease_renew_deadline: float = Field(
+        default=6.0,
+        gt=0,
+        le=300,
+        description="Seconds a leader keeps trying to renew before it stops (must be below "
+        "OPERATOR_LEASE_DURATION)",
+    )
+    operator_lease_retry_period: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between renewals, and between a standby's tries",
+    )
 
     @field_validator(
         "version_lifecycle_exempt_paths",

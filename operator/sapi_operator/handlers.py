@@ -21,12 +21,14 @@ import kopf
 
 from app.core.crypto import CredentialKeyError
 from app.settings import Settings
-from sapi_operator import actions, credentials, drift
+from sapi_operator import actions, crd, credentials, drift
+from sapi_operator.kube import KubeError
 from sapi_operator.resources import (
     AI_PROVIDER_KIND,
     API_VERSION_KIND,
     GROUP,
     RATE_LIMIT_POLICY_KIND,
+    RESOURCES,
     VERSION,
 )
 from sapi_operator.runtime import KOPF_PREFIX, Runtime
@@ -62,8 +64,10 @@ def configure(settings: kopf.OperatorSettings, app_settings: Settings) -> None:
 
 
 @kopf.on.startup()
-async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Open the store and API client, start the drift loop."""
+async def start(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
+) -> None:
+    """Open the store and API client, apply the CRDs (if asked), start the drift loop."""
     app_settings = memo.get("settings") or Settings()
     configure(settings, app_settings)
     try:
@@ -71,8 +75,28 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     except CredentialKeyError as exc:
         # Nothing to retry: stop with the reason instead of looping on a bad setting.
         raise kopf.PermanentError(str(exc)) from exc
-    runtime.drift_task = asyncio.create_task(drift.run_forever(runtime), name="drift-check")
     memo["runtime"] = runtime
+    if app_settings.operator_apply_crds:
+        await apply_crds(runtime, logger)
+    runtime.drift_task = asyncio.create_task(drift.run_forever(runtime), name="drift-check")
+
+
+async def apply_crds(runtime: Runtime, logger: logging.Logger | kopf.Logger) -> None:
+    """Server-side apply this version's CRDs (docs/operations.md, "CRD upgrades").
+
+    Runs in the startup handler, so before Kopf watches anything and, with leader
+    election, each time a replica starts leading: the CRDs served are those of the version
+    that leads. Helm never upgrades `crds/`. A CRD that cannot be applied (no RBAC, CRD
+    missing) is logged and left as it is: the resources of an older, compatible schema
+    still reconcile.
+    """
+    for resource in RESOURCES:
+        try:
+            await runtime.kube.apply_crd(crd.crd_manifest(resource))
+        except KubeError as exc:
+            logger.error("CRD %s.%s not applied: %s", resource.plural, GROUP, exc)
+        else:
+            logger.info("CRD %s.%s applied", resource.plural, GROUP)
 
 
 @kopf.on.cleanup()

@@ -37,6 +37,10 @@ from sapi_operator.resources import GROUP, VERSION, Kind
 
 log = logging.getLogger("sapi_operator.kube")
 MERGE_PATCH: Final = "application/merge-patch+json"
+#: Server-side apply (JSON is YAML): Kubernetes docs, "Server-Side Apply".
+APPLY_PATCH: Final = "application/apply-patch+yaml"
+#: The field manager of what the operator applies (its CRDs).
+FIELD_MANAGER: Final = "structured-api-operator"
 #: An object as the apiserver's PartialObjectMetadata (meta.k8s.io/v1): for a Secret, its
 #: name and labels without its data.
 PARTIAL_METADATA: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
@@ -44,6 +48,10 @@ PARTIAL_METADATA: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.
 
 class KubeError(Exception):
     """The Kubernetes API refused or failed a call the operator needed."""
+
+
+class LeaseConflict(Exception):
+    """The Lease changed since it was read (HTTP 409): another candidate wrote first."""
 
 
 class _Status(Exception):
@@ -128,10 +136,13 @@ class Kube:
             await self._session.close()
         self._scratch.cleanup()
 
-    async def _call(self, method: str, path: str, body: Any = None, accept: str = "") -> Any:
+    async def _call(
+        self, method: str, path: str, body: Any = None, accept: str = "", content_type: str = ""
+    ) -> Any:
         for attempt in (1, 2):
             assert self._session is not None
-            headers = {"Content-Type": MERGE_PATCH} if method == "PATCH" else {}
+            patch_type = content_type or MERGE_PATCH
+            headers = {"Content-Type": patch_type} if method == "PATCH" else {}
             if accept:
                 headers["Accept"] = accept
             async with self._session.request(
@@ -223,6 +234,60 @@ class Kube:
                 raise KubeError(f"patch {path}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(f"patch {path}: {_describe(exc)}") from exc
+
+    # -- the leader-election Lease (sapi_operator/election.py) ---------------------------------
+
+    @staticmethod
+    def _lease_path(namespace: str, name: str = "") -> str:
+        suffix = f"/{name}" if name else ""
+        return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases{suffix}"
+
+    async def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Lease, or None if it does not exist."""
+        try:
+            found: dict[str, Any] = await self._call("GET", self._lease_path(namespace, name))
+        except _Status as exc:
+            if exc.status == 404:
+                return None
+            raise KubeError(f"get lease {namespace}/{name}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"get lease {namespace}/{name}: {_describe(exc)}") from exc
+        return found
+
+    async def create_lease(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the Lease; `LeaseConflict` if another candidate created it first."""
+        return await self._write_lease("POST", self._lease_path(namespace), body)
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT the Lease read earlier (its resourceVersion makes the write conditional)."""
+        return await self._write_lease("PUT", self._lease_path(namespace, name), body)
+
+    async def _write_lease(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            written: dict[str, Any] = await self._call(method, path, body)
+        except _Status as exc:
+            if exc.status == 409:
+                raise LeaseConflict(path) from exc
+            raise KubeError(f"{method} {path}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"{method} {path}: {_describe(exc)}") from exc
+        return written
+
+    # -- the operator's own CRDs (handlers.start) -----------------------------------------------
+
+    async def apply_crd(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply one CRD as the operator's field manager, taking over its fields."""
+        name = manifest["metadata"]["name"]
+        query = urlencode({"fieldManager": FIELD_MANAGER, "force": "true"})
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}?{query}"
+        try:
+            await self._call("PATCH", path, manifest, content_type=APPLY_PATCH)
+        except _Status as exc:
+            raise KubeError(f"apply crd {name}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(f"apply crd {name}: {_describe(exc)}") from exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,7 +3,13 @@
 The same rules serve a namespaced `Role` (one per watched namespace) and a cluster-wide
 `ClusterRole`. Kopf's resource scanning is disabled (`handlers.configure`), so it needs no
 access to CRDs or namespaces (nolar/kopf#1184). The chart's Role must equal these rules;
-tests/k8s/test_operator_rbac.py runs the operator with exactly them.
+tests/k8s/operator/ runs the operator with exactly them.
+
+Upgrading its own CRDs (`OPERATOR_APPLY_CRDS`) adds `crd_rules`: patch on those three CRDs
+by name. Leader election (several replicas, sapi_operator/election.py) adds
+`election_rules`: a
+Role in the operator's own namespace that may create Leases and read and update one, the
+operator's own (create cannot be limited by name: the apiserver does not know it yet).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ _LABELS: Final = {
     "app.kubernetes.io/component": "operator",
 }
 NAME: Final = "structured-api-operator"
+COORDINATION: Final = "coordination.k8s.io"
 
 
 def rules() -> list[dict[str, Any]]:
@@ -51,6 +58,55 @@ def rules() -> list[dict[str, Any]]:
             "verbs": ["create"],
         },
     ]
+
+
+def election_rules(lease: str = NAME) -> list[dict[str, Any]]:
+    """What leader election needs on the Lease named `lease`, and nothing else."""
+    return [
+        {"apiGroups": [COORDINATION], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": [COORDINATION],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+def crd_rules() -> list[dict[str, Any]]:
+    """Server-side apply of the operator's own CRDs (`OPERATOR_APPLY_CRDS`), by name only.
+
+    Only `patch`: an apply of an existing CRD is a PATCH. Creating one would take `create`,
+    which the apiserver cannot limit to a name; Helm creates the CRDs at install.
+    """
+    return [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "resourceNames": [f"{r.plural}.{GROUP}" for r in RESOURCES],
+            "verbs": ["patch"],
+        }
+    ]
+
+
+def crd_cluster_role() -> dict[str, Any]:
+    """The ClusterRole that lets the operator upgrade its CRDs (CRDs are cluster-scoped)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{NAME}-crds", "labels": dict(_LABELS)},
+        "rules": crd_rules(),
+    }
+
+
+def election_role(lease: str = NAME) -> dict[str, Any]:
+    """The leader-election Role (in the operator's own namespace)."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": f"{NAME}-leader-election", "labels": dict(_LABELS)},
+        "rules": election_rules(lease),
+    }
 
 
 def role(namespace: str | None = None) -> dict[str, Any]:
@@ -87,4 +143,6 @@ def rendered() -> dict[str, str]:
     return {
         "role.yaml": _HEADER + yaml.safe_dump(role(), sort_keys=False),
         "clusterrole.yaml": _HEADER + yaml.safe_dump(cluster_role(), sort_keys=False),
+        "leader-election-role.yaml": _HEADER + yaml.safe_dump(election_role(), sort_keys=False),
+        "crd-clusterrole.yaml": _HEADER + yaml.safe_dump(crd_cluster_role(), sort_keys=False),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from .server import ManagedServer, ServerError
 
@@ -55,9 +55,18 @@ def _read_reply(stream: BinaryIO) -> RespValue:
 
 
 class RedisServer(ManagedServer):
-    """A Redis server without persistence (`--save ""`, no AOF): a restart starts empty."""
+    """A Redis server without persistence (`--save ""`, no AOF): a restart starts empty.
+
+    `persistent=True` turns the append-only file on (fsync on every write), so a restart,
+    graceful or after SIGKILL, comes back with every acknowledged write, as a production
+    broker with AOF does (tests/ai/jobs/test_broker_restarts.py).
+    """
 
     name: ClassVar[str] = "redis"
+
+    def __init__(self, *args: Any, persistent: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persistent = persistent
 
     @property
     def url(self) -> str:
@@ -81,7 +90,8 @@ class RedisServer(ManagedServer):
             "--bind", self.host,
             "--dir", str(self.data_dir),
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             # Celery's broker must never lose keys to eviction (celery docs,
             # backends-and-brokers/redis).
             "--maxmemory-policy", "noeviction",

@@ -81,7 +81,25 @@ DENIED = [
     ("list", "pods"),
     ("get", "configmaps"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("create", "leases.coordination.k8s.io"),
+]
+#: Leader election: its own Lease only (sapi_operator/election.py).
+LEASE = "leases.coordination.k8s.io"
+OWN_LEASE = f"{LEASE}/sapi-structured-api-operator"
+ALLOWED += [("create", LEASE), ("get", OWN_LEASE), ("update", OWN_LEASE)]
+DENIED += [
+    ("list", LEASE),
+    ("watch", LEASE),
+    ("delete", OWN_LEASE),
+    ("get", f"{LEASE}/kube-controller-manager"),
+    ("update", f"{LEASE}/someone-else"),
+]
+#: CRD upgrades: patch (server-side apply) of the chart's own CRDs, by name.
+CRD = "customresourcedefinitions.apiextensions.k8s.io"
+ALLOWED += [("patch", f"{CRD}/ratelimitpolicies.structured-api.io")]
+DENIED += [
+    ("create", CRD),
+    ("delete", f"{CRD}/ratelimitpolicies.structured-api.io"),
+    ("patch", f"{CRD}/certificates.cert-manager.io"),
 ]
 
 
@@ -93,10 +111,11 @@ def test_operator_rbac_grants_exactly_what_it_calls(
         d
         for d in yaml.safe_load_all(rendered)
         if d
-        and d["kind"] in ("ServiceAccount", "Role", "RoleBinding")
-        and d["metadata"]["name"].endswith("-operator")
+        and d["kind"]
+        in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+        and d["metadata"]["name"].endswith(("-operator", "-operator-leader-election", "-crds"))
     ]
-    assert len(rbac) == 3
+    assert len(rbac) == 7
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(rbac))
 
     granted = {(v, r): can_i(cluster, fresh_namespace, v, r) for v, r in ALLOWED + DENIED}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.chart.conftest import CHART, containers, env_of, find, one, render, template_text
 
@@ -317,8 +318,9 @@ def test_url_secrets_and_migration_job_run_before_the_release_in_order() -> None
 def test_namespaced_operator_gets_a_role_per_watched_namespace_only() -> None:
     docs = render(values=[EXISTING])
 
-    assert find(docs, "ClusterRole") == [] and find(docs, "ClusterRoleBinding") == []
-    roles = find(docs, "Role")
+    assert find(docs, "ClusterRole", "-operator") == []
+    assert find(docs, "ClusterRoleBinding", "-operator") == []
+    roles = find(docs, "Role", "-operator")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     operator = containers(one(docs, "Deployment", "-operator"))[0]
     assert operator["command"] == ["python", "-m", "sapi_operator"]
@@ -327,7 +329,7 @@ def test_namespaced_operator_gets_a_role_per_watched_namespace_only() -> None:
 
 def test_default_operator_watches_only_the_release_namespace() -> None:
     docs = render(namespace="apps")
-    assert [r["metadata"]["namespace"] for r in find(docs, "Role")] == ["apps"]
+    assert [r["metadata"]["namespace"] for r in find(docs, "Role", "-operator")] == ["apps"]
     operator = containers(one(docs, "Deployment", "-operator"))[0]
     assert env_of(operator)["OPERATOR_NAMESPACES"] == "apps"
 
@@ -335,15 +337,15 @@ def test_default_operator_watches_only_the_release_namespace() -> None:
 def test_cluster_operator_gets_a_cluster_role_and_no_roles() -> None:
     docs = render(values=[ALL])
 
-    assert find(docs, "Role") == []
-    binding = one(docs, "ClusterRoleBinding")
+    assert find(docs, "Role", "-operator") == []  # only the leader-election Role
+    binding = one(docs, "ClusterRoleBinding", "-operator")
     assert binding["subjects"][0]["name"].endswith("-operator")
     # An empty OPERATOR_NAMESPACES makes the operator cluster-wide (app/settings/).
     assert env_of(containers(one(docs, "Deployment", "-operator"))[0])["OPERATOR_NAMESPACES"] == ""
 
 
 def test_operator_rules_are_least_privilege() -> None:
-    rules = one(render(), "Role")["rules"]
+    rules = one(render(), "Role", "-operator")["rules"]
     verbs = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in rules}
 
     assert all(not ({"*"} & v) for v in verbs.values())
@@ -434,12 +436,131 @@ def test_selectors_use_only_name_instance_and_component() -> None:
         }, doc["metadata"]["name"]
 
 
-def test_beat_and_operator_never_run_twice() -> None:
-    docs = render()
-    for suffix in ("-beat", "-operator"):
-        spec = one(docs, "Deployment", suffix)["spec"]
-        assert spec["replicas"] == 1
-        assert spec["strategy"] == {"type": "Recreate"}
+def test_beat_never_runs_twice() -> None:
+    spec = one(render(), "Deployment", "-beat")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+# --- operator replicas and leader election -------------------------------------------------
+
+
+def test_operator_runs_two_replicas_that_elect_a_leader_on_a_lease() -> None:
+    docs = render(namespace="apps")
+    deployment = one(docs, "Deployment", "-operator")
+    spec, pod = deployment["spec"], deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in containers(deployment)[0]["env"]}
+    name = deployment["metadata"]["name"]
+
+    assert spec["replicas"] == 2
+    # A new pod comes up as a standby before the old leader goes (and releases the Lease).
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert env["OPERATOR_LEADER_ELECTION"]["value"] == "true"
+    assert env["OPERATOR_LEASE_NAME"]["value"] == name
+    assert env["OPERATOR_LEASE_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["OPERATOR_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert [env[f"OPERATOR_LEASE_{k}"]["value"] for k in ("DURATION", "RENEW_DEADLINE")] == [
+        "8",
+        "6",
+    ]
+    # Spread over nodes unless the user chose an affinity.
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        term["podAffinityTerm"]["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
+    )
+    pdb = one(docs, "PodDisruptionBudget", "-operator")["spec"]
+    assert pdb == {"minAvailable": 1, "selector": spec["selector"]}
+
+
+def test_leader_election_rbac_is_one_named_lease_in_the_release_namespace() -> None:
+    from sapi_operator.rbac import election_rules
+
+    docs = render(values=[EXISTING], namespace="apps")
+    election = one(docs, "Role", "-leader-election")
+    binding = one(docs, "RoleBinding", "-leader-election")
+    lease = env_of(containers(one(docs, "Deployment", "-operator"))[0])["OPERATOR_LEASE_NAME"]
+
+    assert election["metadata"]["namespace"] == "apps"
+    assert election["rules"] == election_rules(lease)
+    assert binding["metadata"]["namespace"] == "apps"
+    assert binding["roleRef"]["name"] == election["metadata"]["name"]
+    assert binding["subjects"][0]["name"].endswith("-operator")
+    # The watched namespaces get the operator Role only, never Lease access.
+    for role in find(docs, "Role"):
+        if role is not election:
+            assert all("coordination.k8s.io" not in r["apiGroups"] for r in role["rules"])
+
+
+def test_operator_may_patch_its_own_three_crds_and_nothing_else() -> None:
+    from sapi_operator.rbac import crd_rules
+
+    docs = render(values=[EXISTING], namespace="apps")
+    role = one(docs, "ClusterRole", "-crds")
+    binding = one(docs, "ClusterRoleBinding", "-crds")
+    crds = sorted(d["metadata"]["name"] for d in find(render_crds(), "CustomResourceDefinition"))
+
+    assert role["rules"] == crd_rules()
+    assert sorted(role["rules"][0]["resourceNames"]) == crds
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": binding["subjects"][0]["name"], "namespace": "apps"}
+    ]
+    operator = env_of(containers(one(docs, "Deployment", "-operator"))[0])
+    assert operator["OPERATOR_APPLY_CRDS"] == "true"
+
+    off = render(set_values=["operator.applyCRDs=false"])
+    assert find(off, "ClusterRole", "-crds") == []
+    assert env_of(containers(one(off, "Deployment", "-operator"))[0])["OPERATOR_APPLY_CRDS"] == (
+        "false"
+    )
+
+
+def render_crds() -> list[dict[str, Any]]:
+    """The chart's CRDs (crds/), as Helm installs them."""
+    text = template_text(include_crds=True).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_one_operator_without_election_never_runs_twice() -> None:
+    docs = render(set_values=["operator.replicas=1", "operator.leaderElection.enabled=false"])
+    deployment = one(docs, "Deployment", "-operator")
+    env = env_of(containers(deployment)[0])
+
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert env["OPERATOR_LEADER_ELECTION"] == "false"
+    assert "OPERATOR_LEASE_NAME" not in env
+    assert find(docs, "Role", "-leader-election") == []
+    assert find(docs, "PodDisruptionBudget", "-operator") == []
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
+
+
+def test_several_operators_without_election_fail_the_render() -> None:
+    result = template_text(
+        set_values=["operator.replicas=3", "operator.leaderElection.enabled=false"], check=False
+    )
+
+    assert result.returncode != 0
+    assert "operator.replicas > 1 needs operator.leaderElection.enabled" in result.stderr
+
+
+def test_a_chosen_operator_affinity_replaces_the_spreading_default() -> None:
+    affinity = "operator.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+    docs = render(
+        set_values=[
+            f"{affinity}.nodeSelectorTerms[0].matchExpressions[0].key=pool",
+            f"{affinity}.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+        ]
+    )
+    pod = one(docs, "Deployment", "-operator")["spec"]["template"]["spec"]
+
+    assert list(pod["affinity"]) == ["nodeAffinity"]
 
 
 def test_minimal_install_renders_only_the_api() -> None:
@@ -485,8 +606,8 @@ def test_network_policy_without_peers_allows_any_source_on_the_open_ports() -> N
 def test_operator_role_equals_the_rules_the_operator_declares() -> None:
     from sapi_operator.rbac import rules
 
-    assert one(render(), "Role")["rules"] == rules()
-    assert one(render(values=[ALL]), "ClusterRole")["rules"] == rules()
+    assert one(render(), "Role", "-operator")["rules"] == rules()
+    assert one(render(values=[ALL]), "ClusterRole", "-operator")["rules"] == rules()
 
 
 def test_timeouts_outlast_one_ai_call_so_shutdown_does_not_cut_it() -> None:

@@ -6,6 +6,7 @@ builds, so these tests start `celery -A app.worker:celery_app worker` for real.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,9 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 from celery import Celery
+from flask import Flask
 from sqlalchemy import Engine
 
 from app.core.tasks import EXTENSION
+from app.core.tasks import init_app as init_celery
 from app.core.tasks.builtin import HEARTBEAT_KEY
 from app.factory import create_app
 from app.settings import Settings
@@ -190,3 +193,24 @@ def test_prefork_worker_stops_on_sigterm_leaving_no_process(
     assert running.process.proc.returncode == 0, running.process.tail()
     assert group_members(pgid) == []
     assert "Traceback" not in running.process.output()
+
+
+@pytest.mark.parametrize(
+    ("url", "transport", "tls"),
+    [
+        ("redis://redis.example:6379/0", "app.core.tasks.broker.Transport", None),
+        # Our transport class replaces the scheme kombu would read TLS from: the setting
+        # must turn TLS on, verifying the certificate (kombu's own default is CERT_NONE).
+        ("rediss://redis.example:6380/0", "app.core.tasks.broker.Transport", ssl.CERT_REQUIRED),
+        ("amqp://guest@rabbit.example//", "kombu.transport.pyamqp.Transport", None),
+    ],
+)
+def test_a_redis_broker_runs_on_the_transport_that_survives_restarts(
+    url: str, transport: str, tls: ssl.VerifyMode | None
+) -> None:
+    celery_app = init_celery(Flask("t"), Settings(app_env="test", celery_broker_url=url))
+    connection = celery_app.connection_for_write()
+
+    kind = type(connection.transport)
+    assert f"{kind.__module__}.{kind.__qualname__}" == transport
+    assert (connection.ssl or {}).get("ssl_cert_reqs") == tls

@@ -81,3 +81,30 @@ def test_readme_configuration_table_matches_settings() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert readme == readme_with_settings(readme), "run `make docs`"
+
+
+@pytest.mark.parametrize(
+    ("duration", "deadline", "retry"),
+    [(10, 10, 2), (10, 12, 2), (10, 7, 6), (5, 4, 4)],
+    ids=["deadline-equals-duration", "deadline-above-duration", "retry-too-long", "no-retry"],
+)
+def test_lease_timings_that_could_overlap_two_leaders_are_refused(
+    duration: float, deadline: float, retry: float
+) -> None:
+    with pytest.raises(ValidationError, match="OPERATOR_LEASE_DURATION > OPERATOR_LEASE_RENEW"):
+        Settings(
+            app_env="test",
+            operator_lease_duration=duration,
+            operator_lease_renew_deadline=deadline,
+            operator_lease_retry_period=retry,
+        )
+
+
+def test_the_chart_lease_timings_are_accepted() -> None:
+    settings = Settings(
+        app_env="test",
+        operator_lease_duration=8,
+        operator_lease_renew_deadline=6,
+        operator_lease_retry_period=1,
+    )
+    assert settings.operator_lease_renew_deadline == 6

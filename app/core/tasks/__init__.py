@@ -2,11 +2,13 @@
 
 Pattern from Flask's own `examples/celery`. Broker and result backend share Redis;
 the visibility timeout is set once, in both transport and backend options, above any
-retry delay we schedule (celery docs: backends-and-brokers/redis).
+retry delay we schedule (celery docs: backends-and-brokers/redis). A Redis broker runs
+on our own kombu transport (`broker.py`), which keeps a worker alive when Redis restarts.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Final
 
 from celery import Celery, Task
@@ -15,6 +17,15 @@ from flask import Flask
 from app.settings import Settings
 
 EXTENSION: Final = "celery"
+_TRANSPORTS: Final = {
+    "redis": "app.core.tasks.broker:Transport",
+    "rediss": "app.core.tasks.broker:Transport",
+}
+
+
+def _transport_for(url: str) -> str | None:
+    """Our transport class for a Redis broker URL; None leaves kombu's choice (amqp, ...)."""
+    return _TRANSPORTS.get(url.partition("://")[0])
 
 
 def init_app(app: Flask, settings: Settings) -> Celery:
@@ -33,6 +44,24 @@ def init_app(app: Flask, settings: Settings) -> Celery:
     }
     celery_app.conf.update(
         broker_url=settings.broker_url,
+        # kombu's Redis transport with the fix of app/core/tasks/broker.py (a worker
+        # otherwise stops for good when Redis goes away while it holds late-ack tasks).
+        broker_transport=_transport_for(settings.broker_url),
+        # rediss://: verify the server's certificate (kombu's default for the scheme is
+        # CERT_NONE with a warning, kombu/connection.py).
+        broker_use_ssl=(
+            {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+            if settings.broker_url.startswith("rediss://")
+            else None
+        ),
+        # Retry forever: Celery's default (100 attempts) gives up on a long outage, and the
+        # worker process would exit (celery docs, broker_connection_max_retries).
+        broker_connection_max_retries=None,
+        # A task running when the broker connection drops keeps running and acknowledges
+        # on the new connection (broker.py); our late-ack tasks are idempotent, so
+        # cancelling them would only waste work (celery docs,
+        # worker_cancel_long_running_tasks_on_connection_loss).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         result_backend=settings.result_backend,
         broker_transport_options=transport,
         result_backend_transport_options=transport,

@@ -29,6 +29,7 @@ from tests.k8s.operator.stack import (
     ROOT,
     Kubectl,
     OperatorProcess,
+    chart_election_role,
     chart_operator_role,
     create_database,
     drop_database,
@@ -140,6 +141,26 @@ def grant_operator_role(cp: ControlPlane, namespace: str, user: str) -> None:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
     cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+
+
+def grant_election_role(cp: ControlPlane, namespace: str, user: str) -> str:
+    """Bind the chart's leader-election Role to `user`; returns the Lease name it allows."""
+    role = chart_election_role(cp, namespace)
+    lease = role["rules"][1]["resourceNames"][0]
+    assert role["rules"] == rbac.election_rules(lease), "chart and sapi_operator.rbac disagree"
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "operator-election-under-test", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+    return str(lease)
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from tests.support.processes import ManagedProcess, ProcessError, child_env, fre
 
 ROOT = Path(__file__).resolve().parents[3]
 GROUP_VERSION = "structured-api.io/v1alpha1"
+#: Name suffix of the chart's leader-election Role.
+ELECTION = "-leader-election"
 
 
 def create_database(database_url: str) -> str:
@@ -235,7 +237,27 @@ def chart_operator_role(
         args += ["--set", "operator.scope=cluster"]
     kind = "ClusterRole" if cluster else "Role"
     docs = [d for d in yaml.safe_load_all(cp.helm(*args).stdout) if d]
-    role: dict[str, Any] = next(d for d in docs if d["kind"] == kind)
+    role: dict[str, Any] = next(
+        d for d in docs if d["kind"] == kind and not d["metadata"]["name"].endswith(ELECTION)
+    )
+    return role
+
+
+def chart_election_role(cp: ControlPlane, namespace: str) -> dict[str, Any]:
+    """The leader-election Role exactly as the Helm chart renders it (release `namespace`)."""
+    rendered = cp.helm(
+        "template",
+        "t",
+        str(ROOT / "charts" / "structured-api"),
+        "-n",
+        namespace,
+        "--show-only",
+        "templates/operator-rbac.yaml",
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    role: dict[str, Any] = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith(ELECTION)
+    )
     return role
 
 
