@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -35,7 +36,14 @@ from pathlib import Path
 from typing import Final
 
 from images import buildah, debian, records
-from images.paths import CACHE_DIR, PYTHON_IMAGE, UV_IMAGE, archive_name, uv_version
+from images.paths import (
+    CACHE_DIR,
+    PYTHON_IMAGE,
+    SHARED_CACHE_DIR,
+    UV_IMAGE,
+    archive_name,
+    uv_version,
+)
 from images.progress import run, say, stage
 
 #: Bump when the build steps below change what ends up in a base image.
@@ -107,6 +115,40 @@ def _cached(ref: str, key: str, archive: Path) -> records.Built | None:
     return record
 
 
+def _shared(archive: Path, cache_dir: Path) -> Path | None:
+    """The shared cache's copy of `archive`, when `cache_dir` is the default one."""
+    if SHARED_CACHE_DIR is None or cache_dir.resolve() != CACHE_DIR.resolve():
+        return None
+    return SHARED_CACHE_DIR / archive.name
+
+
+def _copy_archive(source: Path, target: Path) -> None:
+    """Copy an archive and its record (archive first, record last: a record names a
+    complete archive)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for name in (source.name, source.name + ".json"):
+        partial = target.parent / f".{name}.{os.getpid()}"
+        shutil.copyfile(source.parent / name, partial)
+        os.replace(partial, target.parent / name)
+
+
+def _from_shared(archive: Path, cache_dir: Path) -> None:
+    """Bring the shared cache's copy of a missing archive into `cache_dir`."""
+    shared = _shared(archive, cache_dir)
+    if shared is not None and records.load(archive) is None and records.load(shared):
+        with stage(f"copy {archive.name} from {shared.parent}"):
+            _copy_archive(shared, archive)
+
+
+def _to_shared(built: records.Built, cache_dir: Path) -> records.Built:
+    """Leave a copy of a current archive in the shared cache (when it is not there yet)."""
+    shared = _shared(built.archive, cache_dir)
+    if shared is not None and records.load(shared) is None:
+        with contextlib.suppress(OSError):  # a full or read-only home only costs speed
+            _copy_archive(built.archive, shared)
+    return built
+
+
 def _export(ref: str, key: str, archive: Path, started: float, cache_dir: Path) -> records.Built:
     with stage(f"export {ref} to {archive.name}"):
         buildah.push_archive(ref, archive)
@@ -132,11 +174,12 @@ def ensure_python(spec: PythonBase | None = None, cache_dir: Path = CACHE_DIR) -
     key = spec.key()
     archive = cache_dir / archive_name(f"{spec.ref}-{key}")
     with cache_lock(cache_dir):
+        _from_shared(archive, cache_dir)
         cached = _cached(spec.ref, key, archive)
         if cached is not None:
             say(f"{spec.ref}: cached ({archive.name})")
-            return cached
-        return _build_python(spec, key, archive, cache_dir)
+            return _to_shared(cached, cache_dir)
+        return _to_shared(_build_python(spec, key, archive, cache_dir), cache_dir)
 
 
 def _build_python(spec: PythonBase, key: str, archive: Path, cache_dir: Path) -> records.Built:
@@ -231,11 +274,12 @@ def ensure_uv(spec: UvImage | None = None, cache_dir: Path = CACHE_DIR) -> recor
     key = spec.key()
     archive = cache_dir / archive_name(f"{spec.ref}-{key}")
     with cache_lock(cache_dir):
+        _from_shared(archive, cache_dir)
         cached = _cached(spec.ref, key, archive)
         if cached is not None:
             say(f"{spec.ref}: cached ({archive.name})")
-            return cached
-        return _build_uv(spec, key, archive, cache_dir)
+            return _to_shared(cached, cache_dir)
+        return _to_shared(_build_uv(spec, key, archive, cache_dir), cache_dir)
 
 
 def _build_uv(spec: UvImage, key: str, archive: Path, cache_dir: Path) -> records.Built:

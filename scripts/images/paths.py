@@ -12,6 +12,18 @@ SCRIPTS_DIR: Final = REPO_ROOT / "scripts"
 CONTAINERFILES: Final = Path(__file__).resolve().parent / "containerfiles"
 #: Git-ignored (.gitignore lists .cache/). IMAGES_CACHE_DIR moves it (tests use a temp dir).
 CACHE_DIR: Final = Path(os.environ.get("IMAGES_CACHE_DIR") or REPO_ROOT / ".cache" / "images")
+#: Base-image archives shared by every clone on this machine (a fresh CI clone reuses the
+#: Python base instead of debootstrapping it again), like the control plane's binaries
+#: (scripts/build-control-plane.sh). Only the default cache uses it; an empty value turns
+#: it off.
+SHARED_CACHE_DIR: Final = (
+    None
+    if os.environ.get("IMAGES_CACHE_DIR") or os.environ.get("IMAGES_SHARED_CACHE_DIR") == ""
+    else Path(
+        os.environ.get("IMAGES_SHARED_CACHE_DIR")
+        or Path.home() / ".cache" / "structured-api" / "images"
+    )
+)
 
 #: Every image these scripts make lives under `localhost/`: containerd's archive importer
 #: keeps a name only when it is a full reference (host/path:tag), and kubelet resolves
