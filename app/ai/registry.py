@@ -198,6 +198,8 @@ def build_registry(snapshot: Snapshot, *, settings: Settings, clients: ClientPoo
             served.setdefault(price.name, []).append(Target(handle, price.name, price))
     by_model = {name: PublicModel(name, tuple(ts)) for name, ts in served.items()}
     problems = _add_routes(snapshot, handles, by_model)
+    for route, found in problems.items():
+        log.warning("AIModelRoute %s: %s", route, "; ".join(found))
     default = None
     if ordered:
         first = ordered[0].spec
