@@ -540,6 +540,70 @@ def test_fallback_to_an_anthropic_model_under_a_routed_name_with_tools(
     assert json.loads(call.function.arguments) == {"city": "sim"}  # type: ignore[union-attr]
 
 
+def test_image_parts_reach_an_anthropic_provider_as_image_blocks(
+    live: LiveAI, key: str, _sim_b: Sim
+) -> None:
+    _sim_b.reset()
+    pixel = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9"
+        "awAAAABJRU5ErkJggg=="
+    )
+
+    completion = oai(live, key).chat.completions.create(
+        model="claude-sim",
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is this"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}},
+        ]}],
+    )  # fmt: skip
+
+    (sent,) = _sim_b.requests()
+    blocks = sent["body"]["messages"][0]["content"]
+    assert blocks[0] == {"type": "text", "text": "what is this"}
+    assert blocks[1]["source"] == {"type": "base64", "media_type": "image/png", "data": pixel}
+    assert completion.choices[0].message.content == "echo: what is this"
+
+
+def test_a_stream_cut_by_the_provider_ends_with_an_error_event_each_sdk_raises(
+    live: LiveAI, _sim_a: Sim, _sim_b: Sim
+) -> None:
+    who = Account(live)
+    key = who.key()
+    words = {"role": "user", "content": "one two three four five six seven eight"}
+    _sim_a.fault("truncated", count=1, model="gpt-sim")
+    _sim_b.fault("truncated", count=1, model="claude-sim")
+    try:
+        received: list[str] = []
+        with pytest.raises(openai.APIError) as cut:
+            for chunk in oai(live, key).chat.completions.create(
+                model="gpt-sim",
+                messages=[words],
+                stream=True,  # type: ignore[list-item]
+            ):
+                if chunk.choices and chunk.choices[0].delta.content:
+                    received.append(chunk.choices[0].delta.content)
+        with (
+            pytest.raises(anthropic.APIStatusError) as cut_claude,
+            claude(live, key).messages.stream(
+                model="claude-sim",
+                max_tokens=64,
+                messages=[words],  # type: ignore[list-item]
+            ) as stream,
+        ):
+            for _ in stream.text_stream:
+                pass
+    finally:
+        _sim_a.reset()
+        _sim_b.reset()
+
+    assert received and "AI_PROVIDER_ERROR" in str(cut.value.body)
+    assert "AI_PROVIDER_ERROR" in str(cut_claude.value.body)
+    rows = who.rows(2)
+    assert [r.outcome for r in rows] == ["error", "error"]
+    assert {r.surface for r in rows} == {"openai", "anthropic"}
+    assert all(r.error_code == "AI_PROVIDER_ERROR" and r.output_tokens > 0 for r in rows)
+
+
 # --- Anthropic SDK -----------------------------------------------------------------------
 
 
