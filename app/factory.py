@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import custom
 from app.ai import cli as ai_cli
 from app.ai import extension as ai
+from app.ai.compat import extension as ai_compat
 from app.ai.jobs import tasks as ai_jobs
 from app.api import cli as api_cli
 from app.api import docs, health
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(v2_bp)  # after v1: it carries v1's operations over
     app.register_blueprint(versions.bp)
     app.register_blueprint(wellknown.bp)
+    ai_compat.init_app(app)  # /openai/v1 and /anthropic/v1 (their own shapes)
     custom.init_app(app)  # extensions register after /v2 (app/api/v2 names them)
     register_error_handlers(app)
 

@@ -1,4 +1,5 @@
-"""`PUT /v1/admin/ai-providers/{name}/credentials`: store a provider's key, write-only.
+"""`PUT /v1/admin/ai-providers/{name}/credentials` (a provider's key, write-only) and
+`GET /v1/admin/ai-spend` (spend per user or API key).
 
 For installs without Kubernetes (with the operator, the key comes from the Secret the
 AIProvider names). The key is encrypted before it reaches the session and is never
@@ -12,7 +13,9 @@ from typing import Final
 from flask import Blueprint, Response, current_app
 
 from app.ai import credentials as ai_credentials
-from app.ai.models import CredentialBody, CredentialStored
+from app.ai import spend as ai_spend
+from app.ai.models import AdminSpendQuery, CredentialBody, CredentialStored
+from app.ai.views import spend_range
 from app.auth.decorators import require_roles
 from app.config_store.extension import warn_if_unannounced
 from app.config_store.service import Source
@@ -23,7 +26,7 @@ from app.core.openapi import operation
 from app.core.responses import ok
 from app.settings import Settings
 
-bp = Blueprint("admin_ai_credentials", __name__, url_prefix="/admin/ai-providers")
+bp = Blueprint("admin_ai", __name__, url_prefix="/admin")
 
 TAGS: Final = ["admin: config"]
 SCOPE: Final = "admin:config"
@@ -34,7 +37,7 @@ def _settings() -> Settings:
     return settings
 
 
-@bp.put("/<name>/credentials")
+@bp.put("/ai-providers/<name>/credentials")
 @require_roles("admin", scopes=[SCOPE])
 @operation(
     "Store an AI provider's API key (encrypted; never returned)",
@@ -65,3 +68,24 @@ def put_credentials(name: str, body: CredentialBody) -> Response:
             generation=change.generation,
         )
     )
+
+
+@bp.get("/ai-spend")
+@require_roles("admin", scopes=[SCOPE])
+@operation(
+    "AI spend per user or per API key (biggest first), summed from history rows",
+    tags=["admin: ai"],
+    query=AdminSpendQuery,
+    auth=True,
+    roles=["admin"],
+    errors=[422],
+)
+def admin_spend(query: AdminSpendQuery) -> Response:
+    """Who spent what over whole UTC days."""
+    first, last = spend_range(query.since, query.until)
+    rows = ai_spend.spend_by(
+        session=get_session(), group_by=query.group_by, since=first, until=last,
+        limit=query.limit,
+    )  # fmt: skip
+    return ok({"since": first.isoformat(), "until": last.isoformat(),
+               "group_by": query.group_by, "data": rows})  # fmt: skip

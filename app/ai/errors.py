@@ -28,6 +28,8 @@ class FailureKind(StrEnum):
     TRUNCATED = "truncated"
     AUTH = "auth"
     CLIENT_ERROR = "client_error"
+    #: The provider called the request itself invalid (400, 422): the caller must change it.
+    REJECTED = "rejected"
     NO_CREDENTIAL = "no_credential"
     BREAKER_OPEN = "breaker_open"
     PROVIDER_LIMIT = "provider_limit"
@@ -98,6 +100,7 @@ _CODES: Final = {
     FailureKind.TRUNCATED: ErrorCode.AI_PROVIDER_ERROR,
     FailureKind.AUTH: ErrorCode.AI_PROVIDER_ERROR,
     FailureKind.CLIENT_ERROR: ErrorCode.AI_PROVIDER_ERROR,
+    FailureKind.REJECTED: ErrorCode.AI_REQUEST_REJECTED,
     FailureKind.NO_CREDENTIAL: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.BREAKER_OPEN: ErrorCode.AI_PROVIDER_UNAVAILABLE,
     FailureKind.PROVIDER_LIMIT: ErrorCode.AI_PROVIDER_UNAVAILABLE,

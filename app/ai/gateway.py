@@ -15,28 +15,25 @@ the whole stream ends at `AI_STREAM_MAX_SECONDS` (app/ai/deadline.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
-from functools import cached_property
+from collections.abc import Callable
 from typing import Final
 
-from app.ai import provider_limits
-from app.ai.breaker import Breakers, CircuitBreaker
-from app.ai.deadline import deadline_failure, expired
+from app.ai import provider_limits, routing
+from app.ai.breaker import Breakers
 from app.ai.errors import FailureKind, ProviderFailure, to_api_error
-from app.ai.providers import ProviderStream
-from app.ai.registry import ClientPool, ProviderHandle, Registry, build_registry
+from app.ai.genai_trace import describe_completion, gen_ai_span
+from app.ai.registry import ClientPool, ProviderHandle, Registry, Target, build_registry
+from app.ai.results import EmbeddingResult, Generation, OpenStream
 from app.ai.retry import backoff
 from app.ai.tokens import estimated_usage, reservation_for
-from app.ai.types import ChatRequest, Completion, StreamEvent
+from app.ai.types import ChatRequest, Completion, Embeddings
 from app.config_store.snapshot import Snapshot
 from app.core.errors import ApiError, ErrorCode
 from app.core.observability import metrics
-from app.core.specs.ai_provider import ModelPrice
 from app.ratelimit.store import LimiterStore
 from app.settings import Settings
 
@@ -53,72 +50,6 @@ _OUTCOME: Final = {
 def outcome_label(kind: FailureKind) -> str:
     """Metric label of a failure kind (a closed vocabulary)."""
     return _OUTCOME.get(kind, "error")
-
-
-@dataclass
-class Generation:
-    """A finished non-streamed call."""
-
-    provider: str
-    model: str
-    price: ModelPrice
-    completion: Completion
-    latency: float
-    failures: list[ProviderFailure] = field(default_factory=list)
-
-    @cached_property
-    def cost(self) -> Decimal:
-        """Cost of the call's usage at the model's prices."""
-        usage = self.completion.usage
-        assert usage is not None
-        return self.price.cost(usage.input_tokens, usage.output_tokens)
-
-
-@dataclass
-class OpenStream:
-    """A stream whose first event is read; iterate `events()` once, then `close()`."""
-
-    provider: str
-    model: str
-    price: ModelPrice
-    started: float
-    first: StreamEvent
-    upstream: ProviderStream
-    rest: Iterator[StreamEvent]
-    failures: list[ProviderFailure] = field(default_factory=list)
-    #: `time.monotonic()` instant at which the stream is cut (`AI_STREAM_MAX_SECONDS`).
-    deadline: float | None = None
-    breaker: CircuitBreaker | None = None
-
-    def events(self) -> Iterator[StreamEvent]:
-        """The first event, then the rest as they arrive (may raise `ProviderFailure`).
-
-        Past the deadline the next event raises a `DEADLINE` failure instead (HTTP
-        providers also check every chunk received, between events).
-        """
-        yield self.first
-        for event in self.rest:
-            if expired(self.deadline):
-                raise deadline_failure(self.provider)
-            yield event
-
-    def finished(self) -> None:
-        """The provider sent the whole answer: a success for its breaker."""
-        if self.breaker is not None:
-            self.breaker.success()
-
-    def failed(self, failure: ProviderFailure) -> None:
-        """Count a failure after the first event against the provider's breaker, if it is
-        the provider's doing (a stall, a cut connection, garbage); our deadline is not.
-
-        A client that leaves reports nothing either: the breaker keeps its count.
-        """
-        if self.breaker is not None and failure.trips_breaker:
-            self.breaker.failure()
-
-    def close(self) -> None:
-        """Close the upstream connection (safe to call twice)."""
-        self.upstream.close()
 
 
 class Gateway:
@@ -159,23 +90,25 @@ class Gateway:
                 self._registry = held
         return held
 
-    def resolve_model(self, model: str | None) -> tuple[str, tuple[ProviderHandle, ...]]:
-        """The model to use and its candidates; 404 `AI_MODEL_NOT_FOUND` when none serve it."""
-        registry = self.registry()
-        chosen = model or registry.default_model
-        candidates = registry.candidates(chosen) if chosen else ()
-        if not candidates:
+    def resolve_model(self, model: str | None) -> str:
+        """The model a request means (its own, else the default); 404 when there is none."""
+        chosen = model or self.registry().default_model
+        if not chosen:
             raise ApiError(
-                f"No configured provider serves model {chosen!r}."
-                if chosen
-                else "No AI provider is configured.",
+                "No AI provider is configured.",
                 code=ErrorCode.AI_MODEL_NOT_FOUND,
-                details={"model": chosen, "models": registry.models},
+                details={"model": None, "models": []},
             )
-        assert chosen is not None
-        return chosen, candidates
+        return chosen
 
-    # -- calls -----------------------------------------------------------------------------
+    def route(self, request: ChatRequest, roles: frozenset[str]) -> tuple[Target, ...]:
+        """The targets that may answer `request`, in the order to try them (app/ai/routing.py)."""
+        return routing.route(self.registry(), request, roles)
+
+    def route_embeddings(self, model: str, roles: frozenset[str]) -> tuple[Target, ...]:
+        """The targets of `model` that can embed, in the order to try them."""
+        return routing.route_embeddings(self.registry(), model, roles)
+
     def _skip_reason(self, handle: ProviderHandle, request: ChatRequest) -> ProviderFailure | None:
         if handle.provider is None:
             return ProviderFailure(
@@ -200,13 +133,14 @@ class Gateway:
     def _attempts(
         self,
         request: ChatRequest,
-        candidates: tuple[ProviderHandle, ...],
-        call: Callable[[ProviderHandle, float], object],
+        targets: tuple[Target, ...],
+        call: Callable[[Target, ChatRequest, float], object],
         *,
         until: float | None = None,
         streaming: bool = False,
-    ) -> tuple[ProviderHandle, object, list[ProviderFailure]]:
-        """Run `call(handle, timeout)` with retries and fallback; the first success wins.
+    ) -> tuple[Target, object, list[ProviderFailure]]:
+        """Run `call(target, request for it, timeout)` with retries and fallback; the first
+        success wins. The request each target gets names the target's own model.
 
         Within `AI_REQUEST_DEADLINE`, or until `until` (a `time.monotonic()` instant) if
         that comes first. A `streaming` success is only the first event: the breaker hears
@@ -217,10 +151,15 @@ class Gateway:
             deadline = min(deadline, until)
         failures: list[ProviderFailure] = []
         previous: str | None = None
-        for handle in candidates:
-            skipped = self._skip_reason(handle, request)
+        for target in targets:
+            handle = target.handle
+            upstream = (
+                request if target.model == request.model
+                else dataclasses.replace(request, model=target.model)
+            )  # fmt: skip
+            skipped = self._skip_reason(handle, upstream)
             if skipped is not None:
-                self._record_failure(handle, request.model, skipped, failures)
+                self._record_failure(handle, target.model, skipped, failures)
                 previous = previous or handle.name
                 continue
             if previous is not None and failures:
@@ -235,16 +174,16 @@ class Gateway:
                     raise to_api_error(failures, model=request.model)
                 started = time.perf_counter()
                 try:
-                    value = call(handle, remaining)
+                    value = call(target, upstream, remaining)
                 except ProviderFailure as failure:
-                    metrics.AI_DURATION.labels(handle.name, request.model).observe(
+                    metrics.AI_DURATION.labels(handle.name, target.model).observe(
                         time.perf_counter() - started
                     )
                     if failure.trips_breaker:
                         breaker.failure()
                     else:
                         breaker.release()
-                    self._record_failure(handle, request.model, failure, failures)
+                    self._record_failure(handle, target.model, failure, failures)
                     if not self._should_retry(failure, attempt, handle, deadline):
                         break
                     if not breaker.allow():
@@ -257,7 +196,7 @@ class Gateway:
                     breaker.answered()
                 else:
                     breaker.success()
-                return handle, value, failures
+                return target, value, failures
             previous = handle.name
         raise to_api_error(failures, model=request.model)
 
@@ -290,64 +229,88 @@ class Gateway:
                    "status": failure.status},
         )  # fmt: skip
 
-    def complete(self, request: ChatRequest, candidates: tuple[ProviderHandle, ...]) -> Generation:
-        """A non-streamed answer from the first provider that gives one."""
+    def complete(self, request: ChatRequest, targets: tuple[Target, ...]) -> Generation:
+        """A non-streamed answer from the first target that gives one."""
         started = time.perf_counter()
 
-        def call(handle: ProviderHandle, remaining: float) -> Completion:
-            assert handle.provider is not None
-            return handle.provider.complete(request, timeout=remaining)
+        def call(target: Target, upstream: ChatRequest, remaining: float) -> Completion:
+            provider = target.handle.provider
+            assert provider is not None
+            with gen_ai_span("chat", target, upstream) as span:
+                completion = provider.complete(upstream, timeout=remaining)
+                describe_completion(span, completion)
+            return completion
 
-        handle, value, failures = self._attempts(request, candidates, call)
+        target, value, failures = self._attempts(request, targets, call)
         assert isinstance(value, Completion)
         completion = value
         if completion.usage is None:
-            completion = Completion(
-                completion.text,
-                estimated_usage(request, completion.text),
-                completion.finish_reason,
+            completion = dataclasses.replace(
+                completion, usage=estimated_usage(request, completion.text)
             )
         latency = time.perf_counter() - started
-        price = handle.spec.model(request.model)
-        assert price is not None
-        metrics.AI_REQUESTS.labels(handle.name, request.model, "success").inc()
-        metrics.AI_DURATION.labels(handle.name, request.model).observe(latency)
-        return Generation(handle.name, request.model, price, completion, latency, failures)
+        metrics.AI_REQUESTS.labels(target.name, target.model, "success").inc()
+        metrics.AI_DURATION.labels(target.name, target.model).observe(latency)
+        return Generation(target.name, target.model, target.price, completion, latency, failures)
 
-    def open_stream(
-        self, request: ChatRequest, candidates: tuple[ProviderHandle, ...]
-    ) -> OpenStream:
-        """Open a stream and read its first event, falling back until one provider answers.
+    def embed(
+        self,
+        model: str,
+        inputs: tuple[str, ...],
+        targets: tuple[Target, ...],
+        *,
+        dimensions: int | None = None,
+    ) -> EmbeddingResult:
+        """Embeddings from the first target that gives them (retries, breakers, fallback)."""
+        started = time.perf_counter()
+        # Reservations and provider limits count the inputs as one prompt.
+        probe = ChatRequest(model, (), max_tokens=0)
+
+        def call(target: Target, upstream: ChatRequest, remaining: float) -> Embeddings:
+            provider = target.handle.provider
+            assert provider is not None
+            with gen_ai_span("embeddings", target, upstream):
+                return provider.embed(
+                    upstream.model, inputs, dimensions=dimensions, timeout=remaining
+                )
+
+        target, value, failures = self._attempts(probe, targets, call)
+        assert isinstance(value, Embeddings)
+        latency = time.perf_counter() - started
+        metrics.AI_REQUESTS.labels(target.name, target.model, "success").inc()
+        metrics.AI_DURATION.labels(target.name, target.model).observe(latency)
+        return EmbeddingResult(target.name, target.model, target.price, value, latency, failures)
+
+    def open_stream(self, request: ChatRequest, targets: tuple[Target, ...]) -> OpenStream:
+        """Open a stream and read its first event, falling back until one target answers.
 
         The stream may run `AI_STREAM_MAX_SECONDS` from now, its opening included.
         """
         started = time.perf_counter()
         deadline = time.monotonic() + self.settings.ai_stream_max_seconds
 
-        def call(handle: ProviderHandle, remaining: float) -> OpenStream:
+        def call(target: Target, upstream: ChatRequest, remaining: float) -> OpenStream:
+            handle = target.handle
             assert handle.provider is not None
-            upstream = handle.provider.stream(request, timeout=remaining, deadline=deadline)
-            events = iter(upstream)
-            try:
-                first = next(events)
-            except StopIteration:
-                upstream.close()
-                raise ProviderFailure(
-                    FailureKind.TRUNCATED, provider=handle.name, detail="empty stream"
-                ) from None
-            except BaseException:
-                upstream.close()
-                raise
-            price = handle.spec.model(request.model)
-            assert price is not None
+            with gen_ai_span("chat", target, upstream, stream=True) as span:
+                opened = handle.provider.stream(upstream, timeout=remaining, deadline=deadline)
+                events = iter(opened)
+                try:
+                    first = next(events)
+                except StopIteration:
+                    opened.close()
+                    raise ProviderFailure(
+                        FailureKind.TRUNCATED, provider=handle.name, detail="empty stream"
+                    ) from None
+                except BaseException:
+                    opened.close()
+                    raise
             return OpenStream(
-                handle.name, request.model, price, started, first, upstream, events,
-                deadline=deadline, breaker=self.breakers.get(handle.name),
+                handle.name, target.model, target.price, started, first, opened, events,
+                deadline=deadline, breaker=self.breakers.get(handle.name), span=span,
             )  # fmt: skip
 
-        _, value, failures = self._attempts(
-            request, candidates, call, until=deadline, streaming=True
-        )
+        _, value, failures = self._attempts(request, targets, call, until=deadline, streaming=True)
         assert isinstance(value, OpenStream)
         value.failures = failures
         return value

@@ -22,14 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from flask import g, has_request_context
 from opentelemetry import trace
 from sqlmodel import Session
 
-from app.ai import concurrency
-from app.ai.gateway import Gateway, Generation
+from app.ai import concurrency, spend
+from app.ai.gateway import Gateway
 from app.ai.history import queue as history_queue
 from app.ai.history import records as ai_history
 from app.ai.history.records import Owner, format_cost
@@ -40,16 +40,21 @@ from app.ai.models import (
     GenerationPublic,
     UsagePublic,
 )
+from app.ai.registry import Target
+from app.ai.results import Generation
 from app.ai.tokens import reservation_for
 from app.ai.types import ChatRequest, Message, Usage
 from app.auth.caller import Caller
 from app.core.errors import ApiError, ErrorCode
 from app.core.observability import metrics
 from app.core.warnings import WarningLevel, warn
-from app.ratelimit.tokens import Reservation, reserve_tokens, settle
+from app.ratelimit.service import caller_roles
+from app.ratelimit.tokens import Reservation, reserve_money, reserve_tokens, settle
 from app.settings import Settings
 
 GENERATE_PATH: Final = "/v1/ai/generate"
+#: Where a call came in: `/v{n}/ai/generate` and jobs, or a compatible surface.
+Surface = Literal["generate", "openai", "anthropic"]
 USAGE_ESTIMATED: Final = "AI_USAGE_ESTIMATED"
 FALLBACK_USED: Final = "AI_PROVIDER_FALLBACK"
 
@@ -79,7 +84,18 @@ def check_prompt_size(body: GenerateBody, settings: Settings) -> None:
     fit in a body: this bounds what every later step (budget estimate, provider call,
     history redaction) has to handle.
     """
-    chars, limit = prompt_chars(body), settings.ai_max_prompt_chars
+    check_chars(prompt_chars(body), settings)
+
+
+def request_chars(request: ChatRequest) -> int:
+    """Characters of a neutral request: every message's text and tool definitions."""
+    chars = sum(len(m.text) for m in request.messages)
+    return chars + sum(len(t.name) + len(t.description or "") for t in request.tools)
+
+
+def check_chars(chars: int, settings: Settings) -> None:
+    """413 `AI_PROMPT_TOO_LARGE` when `chars` is over `AI_MAX_PROMPT_CHARS`."""
+    limit = settings.ai_max_prompt_chars
     if chars > limit:
         raise ApiError(
             f"The prompt is {chars} characters; at most {limit} are accepted.",
@@ -138,22 +154,37 @@ def request_id_of() -> str | None:
 
 @dataclass
 class Call:
-    """Everything one generation needs, shared by the sync, stream and job paths."""
+    """Everything one generation needs, shared by the sync, stream and job paths.
+
+    Built from our own body (`/v{n}/ai/generate`, jobs) or from a neutral `chat` request a
+    compatible surface translated (app/ai/compat/); either way the prompt-size limit,
+    routing (with the caller's roles), budgets, slots and history are the same code.
+    """
 
     caller: Caller
-    body: GenerateBody
+    body: GenerateBody | None
     settings: Settings
     gateway: Gateway
     path: str = GENERATE_PATH
     job_id: uuid.UUID | None = None
     reservation: Reservation | None = None
+    chat: ChatRequest | None = None
+    surface: Surface = "generate"
+    #: The money reserved from `usd` budgets while a provider call runs.
+    spend: Reservation | None = None
     request: ChatRequest = field(init=False)
-    candidates: tuple[Any, ...] = field(init=False)
+    candidates: tuple[Target, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        check_prompt_size(self.body, self.settings)
-        model, self.candidates = self.gateway.resolve_model(self.body.model)
-        self.request = chat_request(self.body, model=model, settings=self.settings)
+        if self.chat is not None:
+            check_chars(request_chars(self.chat), self.settings)
+            self.request = self.chat
+        else:
+            assert self.body is not None
+            check_prompt_size(self.body, self.settings)
+            model = self.gateway.resolve_model(self.body.model)
+            self.request = chat_request(self.body, model=model, settings=self.settings)
+        self.candidates = self.gateway.route(self.request, caller_roles(self.caller))
 
     def reserve(self) -> None:
         """Take the estimate from the caller's token budgets (429 when spent)."""
@@ -177,9 +208,25 @@ class Call:
             settle(self.reservation, used)
             self.reservation = None
 
+    def reserve_spend(self) -> None:
+        """Take the most the call can cost from the caller's money budgets (429
+        `AI_BUDGET_EXCEEDED` when one cannot cover it)."""
+        if self.spend is None:
+            worst = spend.worst_cost(self.request, self.candidates)
+            self.spend = reserve_money(
+                self.caller, spend.micro_usd(worst), path=self.path, method="POST"
+            )
+
+    def settle_spend(self, cost: Decimal) -> None:
+        """Charge the call's real cost against the money reservation."""
+        if self.spend is not None:
+            settle(self.spend, spend.micro_usd(cost))
+            self.spend = None
+
     def failure_row(self, error: ApiError, *, stream: bool = False) -> dict[str, Any]:
         """History row of a call no provider answered."""
         return ai_history.row(
+            surface=self.surface,
             settings=self.settings,
             owner=owner_of(self.caller),
             model=self.request.model,
@@ -205,11 +252,13 @@ def success_row(*, call: Call, result: Generation) -> tuple[dict[str, Any], Gene
     values = ai_history.row(
         settings=call.settings,
         owner=owner_of(call.caller),
-        model=result.model,
+        model=call.request.model,
+        upstream_model=result.model,
+        surface=call.surface,
         provider=result.provider,
         outcome=OUTCOME_SUCCESS,
         prompt=call.request.prompt_text,
-        response=result.completion.text,
+        response=result.completion.recorded,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         estimated=usage.estimated,
@@ -224,7 +273,7 @@ def success_row(*, call: Call, result: Generation) -> tuple[dict[str, Any], Gene
     public = GenerationPublic(
         id=values["id"],
         provider=result.provider,
-        model=result.model,
+        model=call.request.model,
         text=result.completion.text,
         finish_reason=result.completion.finish_reason,
         usage=usage_public(usage),
@@ -246,8 +295,15 @@ def record_success(*, call: Call, result: Generation, session: Session) -> Gener
 
 
 def complete(call: Call) -> Generation:
-    """The gateway call of `call`, with its tokens and cost counted in the metrics."""
-    result = call.gateway.complete(call.request, call.candidates)
+    """The gateway call of `call` within its money reservation (reserved, then settled
+    with the real cost), its tokens and cost counted in the metrics."""
+    call.reserve_spend()
+    try:
+        result = call.gateway.complete(call.request, call.candidates)
+    except BaseException:
+        call.settle_spend(Decimal(0))
+        raise
+    call.settle_spend(result.cost)
     usage = result.completion.usage
     assert usage is not None
     count_usage(result.provider, result.model, usage, result.cost)
@@ -255,16 +311,26 @@ def complete(call: Call) -> Generation:
 
 
 def generate(*, call: Call, session: Callable[[], Session]) -> GenerationPublic:
-    """One non-streamed generation: take a slot, reserve, call, queue the history row,
-    settle, give the slot back.
+    """One non-streamed generation (see `answer`), as `/v{n}/ai/generate` returns it."""
+    return answer(call=call, session=session)[1]
+
+
+def answer(*, call: Call, session: Callable[[], Session]) -> tuple[Generation, GenerationPublic]:
+    """One non-streamed generation: take a slot, reserve tokens and money, call, queue the
+    history row, settle, give the slot back.
 
     The row goes to the history journal (one Redis round trip; written to PostgreSQL
     by the drainer thread after the answer, app/ai/history/queue.py); `session()`
-    is only opened when Redis cannot take it.
+    is only opened when Redis cannot take it. A refused budget leaves no row.
     """
     slot = call.take_slot()
     try:
         call.reserve()
+        try:
+            call.reserve_spend()
+        except BaseException:
+            call.settle(0)
+            raise
         try:
             result = complete(call)
         except ApiError as error:
@@ -274,7 +340,7 @@ def generate(*, call: Call, session: Callable[[], Session]) -> GenerationPublic:
         values, public = success_row(call=call, result=result)
         history_queue.submit(values=values, session=session)
         call.settle(public.usage.total_tokens)
-        return public
+        return result, public
     finally:
         slot.release()
 

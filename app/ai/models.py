@@ -9,7 +9,7 @@ so a record can be matched without keeping the text. Rows older than
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal, Self
 
@@ -45,7 +45,11 @@ class AIGeneration(CoreModel, table=True):
     api_key_id: str | None = Field(default=None, max_length=64)
     job_id: uuid.UUID | None = Field(default=None, index=True)
     provider: str | None = Field(default=None, max_length=63)
-    model: str = Field(max_length=128)
+    model: str = Field(max_length=128, description="The model name the caller sent")
+    #: The provider's own model (or Azure deployment) that answered; None if none did.
+    upstream_model: str | None = Field(default=None, max_length=128)
+    #: generate | openai | anthropic: the surface the call came in on.
+    surface: str = Field(default="generate", max_length=16)
     stream: bool = Field(default=False)
     outcome: str = Field(max_length=16)
     error_code: str | None = Field(default=None, max_length=64)
@@ -173,6 +177,47 @@ class HistoryQuery(BaseModel):
     job_id: uuid.UUID | None = None
     since: ClientDatetime | None = None
     until: ClientDatetime | None = None
+
+
+class SpendQuery(BaseModel):
+    """Range of `GET /v1/ai/spend` (whole UTC days, both included; default the last 30)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: date | None = None
+    until: date | None = None
+
+
+class AdminSpendQuery(SpendQuery):
+    """`GET /v1/admin/ai-spend`: spend per user or per API key, biggest first."""
+
+    group_by: Literal["user", "api_key"] = "user"
+    limit: int = PydanticField(default=100, ge=1, le=1000)
+
+
+class SpendTotals(BaseModel):
+    """Calls, tokens and cost (a decimal string) of some history rows."""
+
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+
+
+class SpendDay(SpendTotals):
+    """One UTC day and model."""
+
+    day: str
+    model: str
+
+
+class SpendPublic(BaseModel):
+    """The caller's spend, summed from their history rows."""
+
+    since: str
+    until: str
+    total: SpendTotals
+    days: list[SpendDay]
 
 
 class CredentialBody(BaseModel):

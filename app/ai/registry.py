@@ -21,9 +21,10 @@ import httpx
 from app.ai.errors import FailureKind
 from app.ai.providers import Provider, build_provider
 from app.ai.transport import GuardedTransport
-from app.config_store.snapshot import AI_PROVIDER, ConfigEntry, Snapshot
+from app.config_store.snapshot import AI_MODEL_ROUTE, AI_PROVIDER, ConfigEntry, Snapshot
 from app.core.crypto import CredentialDecryptError, CredentialKeyError, keyring
-from app.core.specs.ai_provider import AIProviderSpec, ProviderType
+from app.core.specs.ai_provider import AIProviderSpec, ModelPrice, ProviderType
+from app.core.specs.ai_route import AIModelRouteSpec
 from app.settings import Settings
 
 log = logging.getLogger("structured_api.ai")
@@ -40,23 +41,64 @@ class ProviderHandle:
     credential_version: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One provider model that can answer for a public name, at that model's price."""
+
+    handle: ProviderHandle
+    model: str
+    price: ModelPrice
+    weight: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The provider's name."""
+        return self.handle.name
+
+
+@dataclass(frozen=True, slots=True)
+class PublicModel:
+    """A model name callers send: an `AIModelRoute`, or a model some provider lists."""
+
+    name: str
+    targets: tuple[Target, ...]
+    roles: frozenset[str] = frozenset()
+    route: str | None = None
+    description: str | None = None
+
+    def allows(self, roles: frozenset[str]) -> bool:
+        """True when a caller with `roles` may use the name."""
+        return not self.roles or bool(self.roles & roles)
+
+
 @dataclass(frozen=True)
 class Registry:
-    """Providers of one generation; `candidates(model)` in fallback order."""
+    """Providers and public model names of one generation."""
 
     generation: int
     handles: Mapping[str, ProviderHandle]
-    by_model: Mapping[str, tuple[ProviderHandle, ...]] = field(default_factory=dict)
+    by_model: Mapping[str, PublicModel] = field(default_factory=dict)
     default_model: str | None = None
+    #: Route name -> why some of its targets (or its name) are not served.
+    route_problems: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def candidates(self, model: str) -> tuple[ProviderHandle, ...]:
-        """Providers serving `model`, lowest `priority` first (then by name)."""
-        return self.by_model.get(model, ())
+    def candidates(self, model: str) -> tuple[Target, ...]:
+        """Targets of `model` in declared order (providers: lowest `priority` first)."""
+        found = self.by_model.get(model)
+        return found.targets if found is not None else ()
+
+    def public(self, model: str) -> PublicModel | None:
+        """The public model `model`, if defined."""
+        return self.by_model.get(model)
 
     @property
     def models(self) -> list[str]:
-        """Every model some provider serves."""
+        """Every public model name."""
         return sorted(self.by_model)
+
+    def visible(self, roles: frozenset[str]) -> list[PublicModel]:
+        """The public models a caller with `roles` may use, by name."""
+        return [m for _, m in sorted(self.by_model.items()) if m.targets and m.allows(roles)]
 
 
 class ClientPool:
@@ -150,10 +192,14 @@ def build_registry(snapshot: Snapshot, *, settings: Settings, clients: ClientPoo
             )
         handles[name] = ProviderHandle(name, spec, provider, unusable, entry.credential_version)
     ordered = sorted(handles.values(), key=lambda h: (h.spec.priority, h.name))
-    by_model: dict[str, list[ProviderHandle]] = {}
+    served: dict[str, list[Target]] = {}
     for handle in ordered:
-        for model in handle.spec.models:
-            by_model.setdefault(model.name, []).append(handle)
+        for price in handle.spec.models:
+            served.setdefault(price.name, []).append(Target(handle, price.name, price))
+    by_model = {name: PublicModel(name, tuple(ts)) for name, ts in served.items()}
+    problems = _add_routes(snapshot, handles, by_model)
+    for route, found in problems.items():
+        log.warning("AIModelRoute %s: %s", route, "; ".join(found))
     default = None
     if ordered:
         first = ordered[0].spec
@@ -161,6 +207,40 @@ def build_registry(snapshot: Snapshot, *, settings: Settings, clients: ClientPoo
     return Registry(
         generation=snapshot.generation,
         handles=handles,
-        by_model={m: tuple(hs) for m, hs in by_model.items()},
+        by_model=by_model,
         default_model=default,
+        route_problems=problems,
     )
+
+
+def _add_routes(
+    snapshot: Snapshot, handles: Mapping[str, ProviderHandle], by_model: dict[str, PublicModel]
+) -> dict[str, tuple[str, ...]]:
+    """Add each `AIModelRoute` (by object name; a route replaces a provider model of the
+    same name, the first route of a name wins); what could not be resolved, per route."""
+    problems: dict[str, tuple[str, ...]] = {}
+    claimed: set[str] = set()
+    for name, entry in sorted(snapshot.of_kind(AI_MODEL_ROUTE).items()):
+        spec = entry.spec
+        assert isinstance(spec, AIModelRouteSpec)
+        found: list[str] = []
+        if spec.model in claimed:
+            problems[name] = (f"model {spec.model!r} is already routed by another AIModelRoute",)
+            continue
+        targets: list[Target] = []
+        for target in spec.targets:
+            handle = handles.get(target.provider)
+            price = handle.spec.model(target.model) if handle is not None else None
+            if handle is None:
+                found.append(f"AIProvider {target.provider!r} does not exist")
+            elif price is None or price.name != target.model:
+                found.append(f"AIProvider {target.provider!r} lists no model {target.model!r}")
+            else:
+                targets.append(Target(handle, target.model, price, target.weight))
+        claimed.add(spec.model)
+        by_model[spec.model] = PublicModel(
+            spec.model, tuple(targets), frozenset(spec.roles), name, spec.description
+        )
+        if found:
+            problems[name] = tuple(found)
+    return problems

@@ -20,13 +20,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from sqlmodel import Session
 
 from app.ai import concurrency
 from app.ai.errors import FailureKind, ProviderFailure, to_api_error
-from app.ai.gateway import OpenStream
+from app.ai.genai_trace import finish_stream_span
 from app.ai.generate import (
     Call,
     count_usage,
@@ -40,9 +41,10 @@ from app.ai.history import queue as history_queue
 from app.ai.history import records as ai_history
 from app.ai.history.records import format_cost
 from app.ai.models import OUTCOME_CANCELLED, OUTCOME_ERROR, OUTCOME_SUCCESS
+from app.ai.results import OpenStream
 from app.ai.sse import format_event
 from app.ai.tokens import merge_usage
-from app.ai.types import Usage
+from app.ai.types import StreamEvent, Usage
 from app.core.errors import ApiError
 from app.core.observability import metrics
 
@@ -62,12 +64,43 @@ class StreamState:
 
     @property
     def text(self) -> str:
-        """Text delivered to the client."""
+        """Text delivered to the client (tool calls as `name(arguments)` pieces)."""
         return "".join(self.parts)
+
+    def deliver(self, event: StreamEvent) -> None:
+        """Record what one event gave the client, and the counts it reported."""
+        if event.text:
+            self.parts.append(event.text)
+            self.chunks += 1
+        for call in event.tool_calls:
+            self.parts.append((call.name or "") + call.arguments)
+            self.chunks += 1
+        if event.input_tokens is not None:
+            self.input_tokens = event.input_tokens
+        if event.output_tokens is not None:
+            self.output_tokens = event.output_tokens
+        self.finish_reason = event.finish_reason or self.finish_reason
+
+
+class StreamFormat(Protocol):
+    """How one surface writes a stream: our SSE events, OpenAI chunks, Anthropic events.
+
+    Each method returns the bytes to send (b"" for nothing). `event` sees every provider
+    event; the text and tool-call pieces it writes are counted as delivered once the
+    server asks for the next chunk.
+    """
+
+    def start(self) -> bytes: ...
+
+    def event(self, event: StreamEvent) -> bytes: ...
+
+    def done(self, usage: Usage, cost: Decimal, finish_reason: str | None) -> bytes: ...
+
+    def error(self, error: ApiError, failure: ProviderFailure) -> bytes: ...
 
 
 class GenerationStream:
-    """An opened provider stream turned into our SSE events; accounts in `finally`."""
+    """An opened provider stream turned into a surface's events; accounts in `finally`."""
 
     def __init__(
         self,
@@ -88,48 +121,35 @@ class GenerationStream:
 
     def sse(self) -> Iterator[bytes]:
         """Our events: `start`, `delta`..., then `done` (or `error`)."""
+        return self.run(NativeFormat(self))
+
+    def run(self, fmt: StreamFormat) -> Iterator[bytes]:
+        """The stream in `fmt`'s shape; whatever ends it, `finally` accounts once."""
         opened, state = self.opened, StreamState()
-        attempts = [f.describe() for f in opened.failures]
         try:
-            yield format_event(
-                "start",
-                {"id": str(self.id), "provider": opened.provider, "model": opened.model,
-                 "request_id": self.request_id, "attempts": attempts},
-            )  # fmt: skip
+            yield fmt.start()
             for event in opened.events():
-                if event.text:
-                    if state.ttft is None:
-                        state.ttft = time.perf_counter() - opened.started
-                        metrics.AI_TTFT.labels(opened.provider, opened.model).observe(state.ttft)
-                    yield format_event("delta", {"text": event.text})
-                    # Counted only once the server asked for the next event: it was sent.
-                    state.parts.append(event.text)
-                    state.chunks += 1
-                if event.input_tokens is not None:
-                    state.input_tokens = event.input_tokens
-                if event.output_tokens is not None:
-                    state.output_tokens = event.output_tokens
-                state.finish_reason = event.finish_reason or state.finish_reason
+                if (event.text or event.tool_calls) and state.ttft is None:
+                    state.ttft = time.perf_counter() - opened.started
+                    metrics.AI_TTFT.labels(opened.provider, opened.model).observe(state.ttft)
+                chunk = fmt.event(event)
+                if chunk:
+                    yield chunk
+                # Counted only once the server asked for the next chunk: it was sent.
+                state.deliver(event)
                 if event.done:
                     break
             state.outcome = OUTCOME_SUCCESS
             opened.finished()
             usage = self._usage(state)
-            cost = opened.price.cost(usage.input_tokens, usage.output_tokens)
-            yield format_event(
-                "done",
-                {"id": str(self.id), "finish_reason": state.finish_reason,
-                 "usage": usage_public(usage).model_dump(), "cost_usd": format_cost(cost)},
-            )  # fmt: skip
+            yield fmt.done(usage, opened.price.cost(usage.input_tokens, usage.output_tokens),
+                           state.finish_reason)  # fmt: skip
         except ProviderFailure as failure:
             state.outcome, state.error = OUTCOME_ERROR, failure
             opened.failed(failure)
             side = "deadline" if failure.kind is FailureKind.DEADLINE else "provider"
             metrics.AI_STREAM_ENDS.labels(side).inc()
-            error = to_api_error([failure], model=opened.model)
-            yield format_event(
-                "error", {"code": error.code.value, "message": error.message, **failure.describe()}
-            )
+            yield fmt.error(to_api_error([failure], model=self.call.request.model), failure)
         finally:
             try:
                 opened.close()
@@ -163,7 +183,12 @@ class GenerationStream:
         usage = self._usage(state)
         cost = opened.price.cost(usage.input_tokens, usage.output_tokens)
         call.settle(usage.total)
+        call.settle_spend(cost)
         count_usage(opened.provider, opened.model, usage, cost)
+        finish_stream_span(
+            opened.span, usage, state.finish_reason,
+            state.error.kind.value if state.error else None,
+        )  # fmt: skip
         latency = time.perf_counter() - opened.started
         metrics.AI_DURATION.labels(opened.provider, opened.model).observe(latency)
         outcome_label = "success" if state.outcome == OUTCOME_SUCCESS else "error"
@@ -175,7 +200,9 @@ class GenerationStream:
         values = ai_history.row(
             settings=call.settings,
             owner=owner_of(call.caller),
-            model=opened.model,
+            model=call.request.model,
+            upstream_model=opened.model,
+            surface=call.surface,
             provider=opened.provider,
             outcome=state.outcome,
             prompt=call.request.prompt_text,
@@ -187,7 +214,7 @@ class GenerationStream:
             latency_ms=round(latency * 1000),
             ttft_ms=round(state.ttft * 1000) if state.ttft is not None else None,
             stream=True,
-            error_code=to_api_error([state.error], model=opened.model).code.value
+            error_code=to_api_error([state.error], model=call.request.model).code.value
             if state.error
             else None,
             attempts=[f.describe() for f in (*opened.failures, *ended_by)],
@@ -211,16 +238,58 @@ def open_stream(*, call: Call, session: Session, session_factory: Any) -> Genera
     try:
         call.reserve()
         try:
+            call.reserve_spend()
+        except BaseException:
+            call.settle(0)
+            raise
+        try:
             opened = call.gateway.open_stream(call.request, call.candidates)
         except ApiError as error:
             call.settle(0)
+            call.settle_spend(Decimal(0))
             history_queue.submit(values=call.failure_row(error, stream=True), session=session)
             raise
         except BaseException:
             call.settle(0)
+            call.settle_spend(Decimal(0))
             raise
     except BaseException:
         slot.release()
         raise
     warn_about(Usage(0, 0), [f.describe() for f in opened.failures])
     return GenerationStream(call, opened, session_factory, slot)
+
+
+class NativeFormat:
+    """Our own SSE events (docs/ai.md, "Calling")."""
+
+    def __init__(self, stream: GenerationStream) -> None:
+        self.stream = stream
+
+    def start(self) -> bytes:
+        """`start`: ids, provider, model, failed attempts."""
+        s = self.stream
+        return format_event(
+            "start",
+            {"id": str(s.id), "provider": s.opened.provider, "model": s.call.request.model,
+             "request_id": s.request_id,
+             "attempts": [f.describe() for f in s.opened.failures]},
+        )  # fmt: skip
+
+    def event(self, event: StreamEvent) -> bytes:
+        """`delta` for each piece of text."""
+        return format_event("delta", {"text": event.text}) if event.text else b""
+
+    def done(self, usage: Usage, cost: Decimal, finish_reason: str | None) -> bytes:
+        """`done`: usage and cost."""
+        return format_event(
+            "done",
+            {"id": str(self.stream.id), "finish_reason": finish_reason,
+             "usage": usage_public(usage).model_dump(), "cost_usd": format_cost(cost)},
+        )  # fmt: skip
+
+    def error(self, error: ApiError, failure: ProviderFailure) -> bytes:
+        """`error`: our code, message and the failure's reason."""
+        return format_event(
+            "error", {"code": error.code.value, "message": error.message, **failure.describe()}
+        )

@@ -8,12 +8,16 @@ as the provider's count.
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 from app.ai.types import ChatRequest, Usage
 
 CHARS_PER_TOKEN: Final = 4
 TOKENS_PER_MESSAGE: Final = 4  # role and separators (OpenAI cookbook, "counting tokens")
+#: An image at low detail (platform.openai.com/docs/guides/images-vision, "Calculating
+#: costs"); high detail costs more, which the settlement corrects.
+TOKENS_PER_IMAGE: Final = 85
 
 
 def estimate_text(text: str) -> int:
@@ -22,8 +26,15 @@ def estimate_text(text: str) -> int:
 
 
 def estimate_input(request: ChatRequest) -> int:
-    """Tokens the prompt of `request` is likely to cost."""
-    return sum(estimate_text(m.content) + TOKENS_PER_MESSAGE for m in request.messages)
+    """Tokens the prompt of `request` is likely to cost (tool schemas included)."""
+    tokens = sum(
+        estimate_text(m.text) + TOKENS_PER_MESSAGE + TOKENS_PER_IMAGE * len(m.images)
+        for m in request.messages
+    )
+    for tool in request.tools:
+        tokens += estimate_text(tool.name + (tool.description or ""))
+        tokens += estimate_text(json.dumps(dict(tool.parameters), separators=(",", ":")))
+    return tokens
 
 
 def reservation_for(request: ChatRequest) -> int:

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from app.ai import generate as ai_service
+from app.ai import spend as ai_spend
 from app.ai.extension import gateway
 from app.ai.history import records as ai_history
 from app.ai.jobs import service as jobs
 from app.ai.jobs.models import JobPublic
-from app.ai.models import GenerateBody, GenerationPublic, HistoryPage, HistoryQuery
+from app.ai.models import (
+    GenerateBody,
+    GenerationPublic,
+    HistoryPage,
+    HistoryQuery,
+    SpendPublic,
+    SpendQuery,
+)
 from app.ai.streaming import open_stream
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
@@ -185,3 +194,36 @@ def history(query: HistoryQuery) -> Response:
     """A page of the caller's own records."""
     rows, cursor = ai_history.list_history(session=get_session(), owner=_owner(), query=query)
     return ok(HistoryPage(data=[ai_history.item(r) for r in rows], next_cursor=cursor))
+
+
+def spend_range(since: date | None, until: date | None) -> tuple[date, date]:
+    """The days a spend query covers: default the last 30 (UTC), at most `MAX_DAYS`."""
+    last = until or datetime.now(UTC).date()
+    first = since or last - timedelta(days=29)
+    if first > last or (last - first).days >= ai_spend.MAX_DAYS:
+        raise ValidationFailed(
+            errors=[
+                {
+                    "field": "since",
+                    "message": f"since <= until, at most {ai_spend.MAX_DAYS} days apart",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return first, last
+
+
+@bp.get("/spend")
+@require_auth(scopes=["ai:history"], allow_readonly=True)
+@operation(
+    "The caller's AI spend per UTC day and model, summed from their history rows",
+    tags=TAGS,
+    query=SpendQuery,
+    response=SpendPublic,
+    auth=True,
+    errors=[422],
+)
+def spend(query: SpendQuery) -> Response:
+    """Calls, tokens and cost of the caller's own calls (all surfaces, all API keys)."""
+    first, last = spend_range(query.since, query.until)
+    return ok(ai_spend.caller_spend(session=get_session(), owner=_owner(), since=first, until=last))

@@ -31,7 +31,8 @@ DEFAULT_ROLES: Final = (Role.USER.value,)
 # (`require_auth(scopes=...)`); routes that name none refuse API keys. Add new scopes here.
 SCOPES: Final[dict[str, str]] = {
     "profile:read": "Read the owner's profile (`GET /v1/auth/me`).",
-    "ai:generate": "Generate text (`POST /v1/ai/generate`).",
+    "ai:generate": "Generate text (`POST /v1/ai/generate`, `/openai/v1/...`, "
+    "`/anthropic/v1/messages`).",
     "ai:jobs": "Create, read and cancel background AI jobs.",
     "ai:history": "Read the owner's AI request history.",
     "limits:read": "Read the caller's effective limits.",

@@ -35,7 +35,8 @@ GENERATION_ROW_ID: Final = 1
 
 
 class ConfigObject(CoreModel, table=True):
-    """One runtime-config object (an `ApiVersion`, `RateLimitPolicy` or `AIProvider`)."""
+    """One runtime-config object (an `ApiVersion`, `RateLimitPolicy`, `AIProvider` or
+    `AIModelRoute`)."""
 
     __tablename__ = "config_object"
     __table_args__ = (
@@ -210,7 +211,7 @@ class AuditQuery(BaseModel):
 
     limit: int = PydanticField(default=50, ge=1, le=200)
     cursor: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,18}$")] | None = None
-    kind: Literal["ApiVersion", "RateLimitPolicy", "AIProvider"] | None = None
+    kind: Literal["ApiVersion", "RateLimitPolicy", "AIProvider", "AIModelRoute"] | None = None
     name: ObjectName | None = None
     source: Literal["admin", "operator"] | None = None
     actor: Annotated[str, StringConstraints(max_length=200)] | None = None

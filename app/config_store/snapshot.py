@@ -23,6 +23,7 @@ log = logging.getLogger("structured_api.config")
 API_VERSION: Final = "ApiVersion"
 RATE_LIMIT_POLICY: Final = "RateLimitPolicy"
 AI_PROVIDER: Final = "AIProvider"
+AI_MODEL_ROUTE: Final = "AIModelRoute"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ COLLECTIONS: Final = {
     "api-versions": "ApiVersion",
     "rate-limit-policies": "RateLimitPolicy",
     "ai-providers": "AIProvider",
+    "ai-model-routes": "AIModelRoute",
 }
 _SECRET_KEYS: Final = frozenset(
     {"apikey", "api_key", "password", "secret", "token", "privatekey", "ciphertext"}

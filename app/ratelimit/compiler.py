@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
 
 from app.core.specs.common import duration_seconds
 from app.core.specs.rate_limit import FailureMode, Limit, LimitMode, RateLimitPolicySpec, Rule
@@ -16,6 +18,9 @@ from app.ratelimit.model import (
     CompiledRule,
     KeyKind,
 )
+
+#: Money budgets count in millionths of a US dollar.
+MICRO_USD: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +66,13 @@ def _limit(spec: Limit, *, index: int, prefix: str, duplicate_window: bool) -> C
         # allows 1 + b at once, then paces at window/N, like nginx `limit_req burst=b`
         # (b = 0 is strict pacing: exactly N in any window of that length).
         capacity = spec.requests if spec.burst is None else spec.burst + 1
-    else:
-        assert spec.tokens is not None  # the spec validator guarantees one of the two
+    elif spec.tokens is not None:
         quantity, unit, tag = spec.tokens, "tokens", "t"
         capacity = spec.tokens  # a token budget is spendable in one go
+    else:
+        assert spec.usd is not None  # the spec validator guarantees exactly one
+        quantity, unit, tag = int(Decimal(spec.usd) * MICRO_USD), "usd", "u"
+        capacity = quantity  # like a token budget: spendable in one go
     name = f"{prefix}.{spec.window}" + (f".{index}" if duplicate_window else "")
     interval_ms = window_s * 1000.0 / quantity
     return CompiledLimit(
@@ -138,6 +146,7 @@ def compile_rule(
         request_limits=tuple(lim for lim in limits if lim.unit == "requests"),
         token_limits=tuple(lim for lim in limits if lim.unit == "tokens"),
         exempt_roles=frozenset(rule.exempt.roles),
+        money_limits=tuple(lim for lim in limits if lim.unit == "usd"),
     )
 
 

@@ -13,7 +13,8 @@ from typing import Final, Literal
 
 from app.core.specs.rate_limit import FailureMode, LimitMode
 
-Unit = Literal["requests", "tokens"]
+#: `usd` limits count in millionths of a US dollar (micro-USD).
+Unit = Literal["requests", "tokens", "usd"]
 KeyKind = Literal["user", "apiKey", "ip", "role", "global", "header"]
 
 #: Pseudo-role held by unauthenticated callers, so a rule can target them (`roles: [anonymous]`).
@@ -62,6 +63,8 @@ class CompiledRule:
     request_limits: tuple[CompiledLimit, ...]
     token_limits: tuple[CompiledLimit, ...]
     exempt_roles: frozenset[str]
+    #: AI spend budgets, in micro-USD (reserve, then settle, like token budgets).
+    money_limits: tuple[CompiledLimit, ...] = ()
 
     def matches(
         self, *, method: str, path: str, version: str | None, roles: frozenset[str]

@@ -65,7 +65,7 @@ def effective_limits(
         entry = RuleBudgets(rule)
         rules.append(entry)
         who = keys.subject(rule, caller=caller, ip=ip, roles=roles, headers=headers)
-        for lim in (*rule.request_limits, *rule.token_limits):
+        for lim in (*rule.request_limits, *rule.token_limits, *rule.money_limits):
             key_list.append(keys.limit_key(rule, lim, who))
             args.extend((lim.interval_ms, lim.horizon_ms, 0, ENFORCED, _PEEK))
             slots.append((entry, lim))

@@ -205,15 +205,15 @@ class RateLimiter:
             who = keys.subject(rule, caller=caller, ip=ip, roles=roles, headers=headers)
             for lim in rule.request_limits:
                 call.add(rule, lim, who, cost=1, group=ENFORCED, write=_REQUEST)
-            for lim in rule.token_limits:  # an exhausted budget refuses the request
-                call.add(rule, lim, who, cost=1, group=ENFORCED, write=_CHECK)
+            for lim in (*rule.token_limits, *rule.money_limits):  # an exhausted budget
+                call.add(rule, lim, who, cost=1, group=ENFORCED, write=_CHECK)  # refuses it
         for group, rules in enumerate(plan.shadow, start=1):
             call.shadow_keys.append(keys.shadow_key(rules[0].policy))
             for rule in rules:
                 who = keys.subject(rule, caller=caller, ip=ip, roles=roles, headers=headers)
                 for lim in rule.request_limits:
                     call.add(rule, lim, who, cost=1, group=group, write=_REQUEST)
-                for lim in rule.token_limits:
+                for lim in (*rule.token_limits, *rule.money_limits):
                     call.add(rule, lim, who, cost=1, group=group, write=_CHECK)
         if not call.keys and not gates:
             for rule in plan.exempted:

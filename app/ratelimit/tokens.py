@@ -17,7 +17,9 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Literal, NamedTuple
 
 from flask import Flask, current_app, has_request_context, request
 
@@ -27,6 +29,7 @@ from app.core.errors import ErrorCode
 from app.core.errors.exceptions import DependencyUnavailable, RateLimited
 from app.core.warnings import warn
 from app.ratelimit import keys
+from app.ratelimit.compiler import MICRO_USD
 from app.ratelimit.model import CompiledLimit, CompiledRule
 from app.ratelimit.service import ENFORCED, caller_roles
 from app.ratelimit.stage import DEGRADED_WARNING, limiter, version_of
@@ -43,8 +46,15 @@ class _Row(NamedTuple):
     group: int
 
 
-def _budgets(rules: Sequence[CompiledRule]) -> bool:
-    return any(r.token_limits for r in rules)
+Budget = Literal["tokens", "usd"]
+
+
+def _limits(rule: CompiledRule, unit: Budget) -> tuple[CompiledLimit, ...]:
+    return rule.token_limits if unit == "tokens" else rule.money_limits
+
+
+def _budgets(rules: Sequence[CompiledRule], unit: Budget = "tokens") -> bool:
+    return any(_limits(r, unit) for r in rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,34 @@ def reserve_tokens(
     Outside a request (a Celery job) pass the `path` and `method` of the request that
     created the job, so the same rules match.
     """
+    return _reserve(caller, n, "tokens", path=path, method=method, ip=ip, app=app)
+
+
+def reserve_money(
+    caller: Caller,
+    micro_usd: int,
+    *,
+    path: str | None = None,
+    method: str | None = None,
+    ip: str | None = None,
+    app: Flask | None = None,
+) -> Reservation:
+    """Take `micro_usd` (millionths of a dollar) from every money budget (`usd` limits)
+    matching the request; 429 `AI_BUDGET_EXCEEDED` when one cannot cover it. Settle with
+    `settle(reservation, actual_micro_usd)`."""
+    return _reserve(caller, micro_usd, "usd", path=path, method=method, ip=ip, app=app)
+
+
+def _reserve(
+    caller: Caller,
+    n: int,
+    unit: Budget,
+    *,
+    path: str | None,
+    method: str | None,
+    ip: str | None,
+    app: Flask | None,
+) -> Reservation:
     if n < 0:
         raise ValueError("n must be >= 0")
     in_request = has_request_context()
@@ -92,14 +130,14 @@ def reserve_tokens(
     # Group 0 holds the enforced budgets; each shadow policy with a budget gets the next
     # group number and its would-reject counter at KEYS[n + group].
     groups = [(ENFORCED, plan.enforced)]
-    groups += [(g, rs) for g, rs in enumerate((rs for rs in plan.shadow if _budgets(rs)), 1)]
+    groups += [(g, rs) for g, rs in enumerate((rs for rs in plan.shadow if _budgets(rs, unit)), 1)]
     shadow_keys = [keys.shadow_key(rs[0].policy) for g, rs in groups if g != ENFORCED]
     layout: list[_Row] = []
     args: list[float | int] = []
     for group, rules in groups:
         for rule in rules:
             who = keys.subject(rule, caller=caller, ip=ip or "job", roles=roles, headers=headers)
-            for lim in rule.token_limits:
+            for lim in _limits(rule, unit):
                 layout.append(_Row(keys.limit_key(rule, lim, who), lim, group))
                 args.extend((lim.interval_ms, lim.horizon_ms, n, group, _CONSUME))
     if not layout:
@@ -128,6 +166,8 @@ def reserve_tokens(
             worst = (row, retry_ms, remaining)
     if worst is not None:
         row, retry_ms, remaining = worst
+        if unit == "usd":
+            raise _money_refused(row.limit, n, retry_ms, remaining)
         raise RateLimited(
             f"AI token budget {row.limit.name} exhausted.",
             code=ErrorCode.AI_TOKEN_LIMIT,
@@ -144,6 +184,35 @@ def reserve_tokens(
         (r.key, r.limit.interval_ms, r.limit.horizon_ms) for r in layout if passed[r.group]
     )
     return Reservation(tokens=n, entries=entries)
+
+
+def _usd(micro: int) -> str:
+    return f"{Decimal(micro) / MICRO_USD:.6f}"
+
+
+def _money_refused(limit: CompiledLimit, n: int, retry_ms: int, remaining: int) -> RateLimited:
+    """429 `AI_BUDGET_EXCEEDED`: when the budget covers the call again, and by how much."""
+    retry = max(1, math.ceil(retry_ms / 1000))
+    resets_at = datetime.now(UTC) + timedelta(seconds=retry)
+    never = n > limit.capacity
+    when = "never (the call costs more than the whole budget)" if never else (
+        f"at {resets_at.strftime('%Y-%m-%dT%H:%M:%SZ')} (in {retry} s)"
+    )  # fmt: skip
+    return RateLimited(
+        f"AI spend budget {limit.name} (${_usd(limit.capacity)} per {limit.window}) is "
+        f"exhausted; it covers this call again {when}.",
+        code=ErrorCode.AI_BUDGET_EXCEEDED,
+        retry_after=retry,
+        details={
+            "limit": limit.name,
+            "budget_usd": _usd(limit.capacity),
+            "window": limit.window,
+            "requested_usd": _usd(n),
+            "remaining_usd": _usd(max(0, remaining)),
+            "resets_at": None if never else resets_at.isoformat(),
+            "never_fits": never,
+        },
+    )
 
 
 def settle(reservation: Reservation, actual: int, *, app: Flask | None = None) -> None:

@@ -23,7 +23,9 @@ class LimitBudget(BaseModel):
     """One limit of a rule and the caller's budget left in it."""
 
     name: str = Field(description="Name used in the RateLimit / RateLimit-Policy headers")
-    unit: Literal["requests", "tokens"]
+    unit: Literal["requests", "tokens", "usd"] = Field(
+        description="`usd` budgets count in millionths of a US dollar"
+    )
     quantity: int = Field(description="Units per window")
     window: str = Field(description="Window as written in the policy (1m, 1h, ...)")
     window_seconds: int

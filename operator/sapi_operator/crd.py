@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import yaml
 
-from app.core.specs import ai_provider, api_version, rate_limit
+from app.core.specs import ai_provider, ai_route, api_version, rate_limit
 from sapi_operator.resources import CATEGORY, GROUP, RESOURCES, VERSION, Kind
 from sapi_operator.status import STATUS_MODELS
 
@@ -27,6 +27,7 @@ CEL: Final[dict[tuple[str, str], list[dict[str, str]]]] = {
     ("RateLimitPolicy", ""): rate_limit.POLICY_CEL_RULES,
     ("RateLimitPolicy", "Limit"): rate_limit.LIMIT_CEL_RULES,
     ("AIProvider", ""): ai_provider.CEL_RULES,
+    ("AIModelRoute", ""): ai_route.CEL_RULES,
 }
 _DROPPED: Final = frozenset({"title", "$defs"})
 _LABELS: Final = {

@@ -144,7 +144,7 @@ def crds_markdown() -> str:
         "     operator/examples; do not edit (tests/operator/test_crds.py fails on drift). -->",
         "",
         f"Group `{GROUP}`, version `{VERSION}` (`apiVersion: {API_VERSION}`), namespaced. "
-        f"`kubectl get {CATEGORY}` lists all three kinds. The CRDs live in `operator/crds/` "
+        f"`kubectl get {CATEGORY}` lists all four kinds. The CRDs live in `operator/crds/` "
         "and the chart's `crds/` (Helm installs them but never upgrades or deletes them: "
         "`kubectl apply -f operator/crds/` after an upgrade). The spec fields are the same "
         "the admin API accepts under `/v1/admin/...`; the operator is described in "

@@ -24,6 +24,7 @@ from app.settings import Settings
 from sapi_operator import actions, crd, credentials, drift
 from sapi_operator.kube import KubeError
 from sapi_operator.resources import (
+    AI_MODEL_ROUTE_KIND,
     AI_PROVIDER_KIND,
     API_VERSION_KIND,
     GROUP,
@@ -34,6 +35,7 @@ from sapi_operator.resources import (
 from sapi_operator.runtime import KOPF_PREFIX, Runtime
 
 AIPROVIDERS = (GROUP, VERSION, "aiproviders")
+AIMODELROUTES = (GROUP, VERSION, "aimodelroutes")
 SECRETS = ("", "v1", "secrets")
 APIVERSIONS = (GROUP, VERSION, "apiversions")
 RATELIMITPOLICIES = (GROUP, VERSION, "ratelimitpolicies")
@@ -188,6 +190,24 @@ async def delete_ai_provider(
 ) -> None:
     """Remove the AIProvider's row (and with it the encrypted key)."""
     await _finalize(AI_PROVIDER_KIND, memo, body, logger)
+
+
+@kopf.on.resume(*AIMODELROUTES)
+@kopf.on.create(*AIMODELROUTES)
+@kopf.on.update(*AIMODELROUTES)
+async def reconcile_ai_model_route(
+    memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, **_: Any
+) -> None:
+    """Store an AIModelRoute."""
+    await _reconcile(AI_MODEL_ROUTE_KIND, memo, body, patch)
+
+
+@kopf.on.delete(*AIMODELROUTES)
+async def delete_ai_model_route(
+    memo: kopf.Memo, body: kopf.Body, logger: kopf.Logger, **_: Any
+) -> None:
+    """Remove the AIModelRoute's row."""
+    await _finalize(AI_MODEL_ROUTE_KIND, memo, body, logger)
 
 
 @kopf.index(*AIPROVIDERS)

@@ -1,4 +1,4 @@
-"""The three custom resources: names, printer columns and the spec model behind each."""
+"""The four custom resources: names, printer columns and the spec model behind each."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ CATEGORY: Final = "structured-api"
 API_VERSION_KIND: Final = "ApiVersion"
 RATE_LIMIT_POLICY_KIND: Final = "RateLimitPolicy"
 AI_PROVIDER_KIND: Final = "AIProvider"
+AI_MODEL_ROUTE_KIND: Final = "AIModelRoute"
 
 
 def _ready(name: str, condition: str, priority: int = 0) -> dict[str, Any]:
@@ -126,9 +127,26 @@ AI_PROVIDER_RESOURCE: Final = Kind(
     "models and prices, timeouts, retries, fallback priority and its own limits.",
 )
 
+AI_MODEL_ROUTE_RESOURCE: Final = Kind(
+    kind=AI_MODEL_ROUTE_KIND,
+    plural="aimodelroutes",
+    singular="aimodelroute",
+    short_names=("aimr",),
+    columns=(
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
+        _ready("Ready", "Ready"),
+        _READY_REASON,
+        _AGE,
+    ),
+    summary="A public model name clients send and the provider models that serve it: "
+    "ordered targets (provider and its model or Azure deployment) with fallback, optional "
+    "weights, and the roles that may use it.",
+)
+
 RESOURCES: Final[tuple[Kind, ...]] = (
     API_VERSION_RESOURCE,
     RATE_LIMIT_POLICY_RESOURCE,
     AI_PROVIDER_RESOURCE,
+    AI_MODEL_ROUTE_RESOURCE,
 )
 BY_KIND: Final = {r.kind: r for r in RESOURCES}

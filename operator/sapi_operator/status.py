@@ -117,6 +117,7 @@ STATUS_MODELS: Final[dict[str, type[ResourceStatus]]] = {
     "ApiVersion": ApiVersionStatus,
     "RateLimitPolicy": RateLimitPolicyStatus,
     "AIProvider": AIProviderStatus,
+    "AIModelRoute": ResourceStatus,
 }
 
 
@@ -263,4 +264,5 @@ KIND_CONDITIONS: Final[dict[str, tuple[str, ...]]] = {
     "ApiVersion": (READY,),
     "RateLimitPolicy": (READY, ENFORCED),
     "AIProvider": (READY, CREDENTIAL_VALID),
+    "AIModelRoute": (READY,),
 }

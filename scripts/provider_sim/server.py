@@ -65,6 +65,94 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def _text_of(content: Any) -> str:
+    """Text of a message content: a string, or OpenAI parts / Anthropic blocks."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    out = []
+    for part in content:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "text":
+            out.append(str(part.get("text", "")))
+        elif part.get("type") == "tool_result":
+            out.append(_text_of(part.get("content", "")))
+    return " ".join(o for o in out if o)
+
+
+def _value_for(schema: Any) -> Any:
+    """A deterministic value matching a (simple) JSON Schema."""
+    if not isinstance(schema, dict):
+        return "sim"
+    kind = schema.get("type")
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: _value_for(sub) for name, sub in props.items()}
+    if kind == "array":
+        return [_value_for(schema.get("items"))]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    return "sim"
+
+
+def _tool_call(body: dict[str, Any], flavour: str) -> tuple[str, str] | None:
+    """(tool name, JSON arguments) when the simulated model should call a tool: tools are
+    offered, tool_choice is not none, and the last turn is not a tool result."""
+    tools = body.get("tools") or []
+    if not tools:
+        return None
+    choice = body.get("tool_choice")
+    if choice in ("none",) or (isinstance(choice, dict) and choice.get("type") == "none"):
+        return None
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    if isinstance(last, dict):
+        if last.get("role") == "tool":
+            return None
+        content = last.get("content")
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+        ):
+            return None
+    wanted = None
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name") or choice.get("name")
+    for tool in tools:
+        if flavour == "anthropic":
+            name, schema = tool.get("name"), tool.get("input_schema")
+        else:
+            fn = tool.get("function") or {}
+            name, schema = fn.get("name"), fn.get("parameters")
+        if wanted in (None, name):
+            return str(name), json.dumps(_value_for(schema or {"type": "object"}))
+    return None
+
+
+def _structured(body: dict[str, Any], prompt: str) -> str | None:
+    """JSON text for `response_format` json_object / json_schema (OpenAI only)."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_object":
+        return json.dumps({"echo": prompt})
+    if fmt.get("type") == "json_schema":
+        return json.dumps(_value_for((fmt.get("json_schema") or {}).get("schema") or {}))
+    return None
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round((digest[i % len(digest)] - 128) / 128, 6) for i in range(dimensions)]
+
+
 class Handler(BaseHTTPRequestHandler):
     """Routes the OpenAI, Azure and Anthropic wire formats plus the control API."""
 
@@ -152,6 +240,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path.endswith("/chat/completions"):
             self._generate("openai", path)
+        elif path.endswith("/embeddings"):
+            self._generate("embeddings", path)
         elif path.endswith("/messages"):
             self._generate("anthropic", path)
         else:
@@ -176,6 +266,9 @@ class Handler(BaseHTTPRequestHandler):
                     # Only a fingerprint: tests compare keys without the simulator keeping them.
                     "key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
                     "at": time.time(),
+                    # The request's fields (never its headers: keys travel there).
+                    "params": sorted(body) if isinstance(body, dict) else [],
+                    "body": body,
                 }
             )
             accepted = set(state.keys)
@@ -185,20 +278,43 @@ class Handler(BaseHTTPRequestHandler):
         fault = state.take_fault(model)
         if fault is not None and self._apply_fault(fault):
             return
+        if flavour == "embeddings":
+            self._embeddings(body, model, fault)
+            return
         messages = body.get("messages") or []
-        prompt = " ".join(
-            str(m.get("content", "")) for m in messages if isinstance(m, dict)
-        ) or str(body.get("prompt", ""))
-        max_tokens = int(body.get("max_tokens") or 64)
-        text = _reply_text(prompt, max_tokens)
+        texts = [_text_of(m.get("content", "")) for m in messages if isinstance(m, dict)]
+        if isinstance(body.get("system"), str):
+            texts.insert(0, body["system"])
+        prompt = " ".join(t for t in texts if t) or str(body.get("prompt", ""))
+        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 64)
+        text = _structured(body, prompt) or _reply_text(prompt, max_tokens)
         if fault and fault.kind == "slow_stream":
             text = " ".join(f"t{i}" for i in range(max(1, max_tokens)))
-        usage = None if fault and fault.kind == "no_usage" else (_tokens(prompt), _tokens(text))
+        call = _tool_call(body, flavour)
+        if call is not None:
+            text = ""
+        usage = None if fault and fault.kind == "no_usage" else (
+            _tokens(prompt), _tokens(text or (call[1] if call else ""))
+        )  # fmt: skip
         truncated = bool(fault and fault.kind == "truncated")
         if stream:
-            self._stream(flavour, model, text, usage, truncated, fault)
+            self._stream(flavour, model, text, usage, truncated, fault, call)
         else:
-            self._send_json(200, self._completion(flavour, model, text, usage))
+            self._send_json(200, self._completion(flavour, model, text, usage, call))
+
+    def _embeddings(self, body: dict[str, Any], model: str, fault: Fault | None) -> None:
+        inputs = body.get("input")
+        items = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        dimensions = int(body.get("dimensions") or 8)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(str(text), dimensions)}
+            for i, text in enumerate(items)
+        ]
+        out: dict[str, Any] = {"object": "list", "data": data, "model": model}
+        if not (fault and fault.kind == "no_usage"):
+            tokens = sum(_tokens(str(t)) for t in items)
+            out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._send_json(200, out)
 
     def _apply_fault(self, fault: Fault) -> bool:
         """Act out a fault; True when the response is fully handled."""
@@ -231,16 +347,25 @@ class Handler(BaseHTTPRequestHandler):
 
     @staticmethod
     def _completion(
-        flavour: str, model: str, text: str, usage: tuple[int, int] | None
+        flavour: str,
+        model: str,
+        text: str,
+        usage: tuple[int, int] | None,
+        call: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
+        call_id = f"call_{uuid.uuid4().hex[:8]}"
         if flavour == "anthropic":
+            content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+            if call is not None:
+                content.append({"type": "tool_use", "id": f"toolu_{call_id[5:]}",
+                                "name": call[0], "input": json.loads(call[1])})  # fmt: skip
             out: dict[str, Any] = {
                 "id": f"msg_{uuid.uuid4().hex[:12]}",
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
+                "content": content,
+                "stop_reason": "tool_use" if call else "end_turn",
             }
             if usage:
                 out["usage"] = {"input_tokens": usage[0], "output_tokens": usage[1]}
@@ -253,11 +378,16 @@ class Handler(BaseHTTPRequestHandler):
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text if not call else None},
+                    "finish_reason": "tool_calls" if call else "stop",
                 }
             ],
         }
+        if call is not None:
+            out["choices"][0]["message"]["tool_calls"] = [
+                {"id": call_id, "type": "function",
+                 "function": {"name": call[0], "arguments": call[1]}}
+            ]  # fmt: skip
         if usage:
             out["usage"] = {
                 "prompt_tokens": usage[0],
@@ -274,6 +404,7 @@ class Handler(BaseHTTPRequestHandler):
         usage: tuple[int, int] | None,
         truncated: bool,
         fault: Fault | None = None,
+        call: tuple[str, str] | None = None,
     ) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -287,7 +418,19 @@ class Handler(BaseHTTPRequestHandler):
         if fault and fault.kind == "slow_stream":
             delay = fault.seconds
         stall_at = fault.after if fault and fault.kind == "stall" else None
+        if call is not None:
+            self._stream_tool_call(flavour, model, usage, call)
+            return
         try:
+            if flavour == "anthropic":
+                start: dict[str, Any] = {"type": "message_start", "message": {
+                    "id": "msg_sim", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": None,
+                    "usage": {"input_tokens": usage[0] if usage else 0, "output_tokens": 1},
+                }}  # fmt: skip
+                if not usage:
+                    del start["message"]["usage"]
+                self._sse(start, name="message_start")
             for i, word in enumerate(words[:cut]):
                 if i == stall_at:
                     assert fault is not None
@@ -344,6 +487,61 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             return  # the client went away mid-stream
+
+    def _stream_tool_call(
+        self, flavour: str, model: str, usage: tuple[int, int] | None, call: tuple[str, str]
+    ) -> None:
+        """A streamed tool call: the call's start, its arguments in two pieces, the end."""
+        name, arguments = call
+        half = len(arguments) // 2
+        pieces = [arguments[:half], arguments[half:]]
+        try:
+            if flavour == "anthropic":
+                self._sse({"type": "message_start", "message": {
+                    "id": "msg_sim", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": None,
+                    "usage": {"input_tokens": usage[0] if usage else 0, "output_tokens": 1},
+                }}, name="message_start")  # fmt: skip
+                block = {"type": "tool_use", "id": "toolu_sim1", "name": name, "input": {}}
+                self._sse({"type": "content_block_start", "index": 0, "content_block": block},
+                          name="content_block_start")  # fmt: skip
+                for piece in pieces:
+                    self._sse({"type": "content_block_delta", "index": 0,
+                               "delta": {"type": "input_json_delta", "partial_json": piece}},
+                              name="content_block_delta")  # fmt: skip
+                self._sse({"type": "content_block_stop", "index": 0}, name="content_block_stop")
+                delta: dict[str, Any] = {"type": "message_delta",
+                                         "delta": {"stop_reason": "tool_use"}}  # fmt: skip
+                if usage:
+                    delta["usage"] = {"output_tokens": usage[1]}
+                self._sse(delta, name="message_delta")
+                self._sse({"type": "message_stop"}, name="message_stop")
+                return
+            first = {"index": 0, "id": "call_sim1", "type": "function",
+                     "function": {"name": name, "arguments": ""}}  # fmt: skip
+            chunks: list[dict[str, Any]] = [{"role": "assistant", "tool_calls": [first]}]
+            chunks += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+            for delta_ in chunks:
+                self._sse(
+                    {
+                        "id": "chatcmpl-sim",
+                        "object": "chat.completion.chunk",
+                        "model": model,
+                        "choices": [{"index": 0, "delta": delta_, "finish_reason": None}],
+                    }
+                )
+            final: dict[str, Any] = {
+                "id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+            }  # fmt: skip
+            if usage:
+                final["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                                  "total_tokens": usage[0] + usage[1]}  # fmt: skip
+            self._sse(final)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
     def _sse(self, payload: dict[str, Any], name: str | None = None) -> None:
         prefix = f"event: {name}\n".encode() if name else b""

@@ -66,6 +66,8 @@ def can_i(cluster: ControlPlane, namespace: str, verb: str, resource: str) -> bo
 
 ALLOWED = [
     ("watch", "aiproviders.structured-api.io"),
+    ("watch", "aimodelroutes.structured-api.io"),
+    ("patch", "aimodelroutes.structured-api.io/status"),
     ("list", "ratelimitpolicies.structured-api.io"),
     ("patch", "apiversions.structured-api.io"),
     ("patch", "aiproviders.structured-api.io/status"),

@@ -66,16 +66,20 @@ _INSERT: Final = insert(AIGeneration.__table__)  # type: ignore[attr-defined]
 #: Columns of a row, in `row()`'s order: what a journaled record carries.
 COLUMNS: Final = (
     "id", "created_at", "updated_at", "owner", "user_id", "api_key_id", "job_id",
-    "provider", "model", "stream", "outcome", "error_code", "input_tokens",
-    "output_tokens", "tokens_estimated", "cost_usd", "latency_ms", "ttft_ms", "attempts",
+    "provider", "model", "upstream_model", "surface", "stream", "outcome", "error_code",
+    "input_tokens", "output_tokens", "tokens_estimated", "cost_usd", "latency_ms", "ttft_ms",
+    "attempts",
     "prompt", "response", "prompt_chars", "response_chars", "prompt_sha256",
     "request_id", "trace_id",
 )  # fmt: skip
 _LISTED: Final = ", ".join(COLUMNS)
 # Named columns (not SELECT *): a column added later keeps its default. Only constants
 # are formatted into the SQL; the records are one bound parameter.
+# A record journaled by a process older than migration 0007 has no `surface`: it came
+# from generate.
+_SELECTED: Final = _LISTED.replace("surface", "COALESCE(surface, 'generate')")
 _INSERT_JSON: Final = text(
-    f"INSERT INTO ai_generation ({_LISTED}) SELECT {_LISTED} "
+    f"INSERT INTO ai_generation ({_LISTED}) SELECT {_SELECTED} "
     "FROM jsonb_populate_recordset(NULL::ai_generation, CAST(:rows AS jsonb)) "
     "ON CONFLICT (id) DO NOTHING"
 )
@@ -130,6 +134,8 @@ def row(
     request_id: str | None = None,
     trace_id: str | None = None,
     row_id: uuid.UUID | None = None,
+    upstream_model: str | None = None,
+    surface: str = "generate",
 ) -> dict[str, Any]:
     """The column values of one history row (stamped now; prompt/response as kept)."""
     now = utcnow()
@@ -143,6 +149,8 @@ def row(
         "job_id": job_id,
         "provider": provider,
         "model": model,
+        "upstream_model": upstream_model,
+        "surface": surface,
         "stream": stream,
         "outcome": outcome,
         "error_code": error_code,

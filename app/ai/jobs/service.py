@@ -149,7 +149,7 @@ def submit(
     trace: dict[str, str],
 ) -> Submitted:
     """Create (or find, for a repeated Idempotency-Key) the job; commits, does not publish."""
-    if call.body.stream:
+    if call.body is not None and call.body.stream:
         raise ValidationFailed(
             errors=[{"field": "stream", "message": "jobs do not stream", "type": "value_error"}]
         )

@@ -1,21 +1,45 @@
 """Anthropic messages API (docs.anthropic.com/en/api/messages and .../messages-streaming).
 
-System messages go in the top-level `system` field; input tokens arrive with
-`message_start`, output tokens with `message_delta`; an `error` event mid-stream (e.g.
-`overloaded_error`) is a retryable server failure.
+System messages go in the top-level `system` field; tool calls are `tool_use` content
+blocks of the assistant, tool results `tool_result` blocks of the next user turn; input
+tokens arrive with `message_start`, output tokens with `message_delta`; an `error` event
+mid-stream (e.g. `overloaded_error`) is a retryable server failure. Stop reasons are
+mapped to OpenAI's finish reasons (app/ai/types.py).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.ai.errors import FailureKind, ProviderFailure
 from app.ai.providers.base import HttpProvider, bad_response
-from app.ai.types import ChatRequest, Completion, StreamEvent, Usage
+from app.ai.types import (
+    FINISH_LENGTH,
+    FINISH_STOP,
+    FINISH_TOOL_CALLS,
+    ChatRequest,
+    Completion,
+    ImagePart,
+    Message,
+    StreamEvent,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
 API_VERSION: Final = "2023-06-01"
+#: Anthropic stop_reason -> OpenAI finish_reason.
+FINISH: Final = {
+    "end_turn": FINISH_STOP,
+    "stop_sequence": FINISH_STOP,
+    "max_tokens": FINISH_LENGTH,
+    "tool_use": FINISH_TOOL_CALLS,
+    "refusal": "content_filter",
+}
 
 
 class _Loose(BaseModel):
@@ -30,6 +54,9 @@ class _Usage(_Loose):
 class _Block(_Loose):
     type: str
     text: str | None = None
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
 
 
 class _Message(_Loose):
@@ -41,14 +68,87 @@ class _Message(_Loose):
 class _Delta(_Loose):
     type: str | None = None
     text: str | None = None
+    partial_json: str | None = None
     stop_reason: str | None = None
 
 
 class _Event(_Loose):
     type: str
+    index: int | None = None
     delta: _Delta | None = None
     usage: _Usage | None = None
     message: _Message | None = None
+    content_block: _Block | None = None
+
+
+def image_block(part: ImagePart) -> dict[str, Any]:
+    """An image part as an Anthropic image block (base64 for data URLs, else by URL)."""
+    if part.url.startswith("data:") and ";base64," in part.url:
+        head, data = part.url[5:].split(";base64,", 1)
+        return {"type": "image", "source": {"type": "base64", "media_type": head, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": part.url}}
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        blocks = [{"type": "text", "text": message.content}] if message.content else []
+    else:
+        blocks = [
+            {"type": "text", "text": p.text} if isinstance(p, TextPart) else image_block(p)
+            for p in message.content
+        ]
+    if message.role == "tool":
+        result: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id,
+                                  "content": blocks}  # fmt: skip
+        if message.is_error:
+            result["is_error"] = True
+        return [result]
+    for call in message.tool_calls:
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.name,
+                       "input": json.loads(call.arguments or "{}")})  # fmt: skip
+    return blocks
+
+
+def messages_out(request: ChatRequest) -> tuple[str, list[dict[str, Any]]]:
+    """`system` text and the `messages` list (tool results become user turns; turns of
+    the same role in a row are merged, as the API expects alternating turns)."""
+    system = "\n".join(m.text for m in request.messages if m.role == "system")
+    out: list[dict[str, Any]] = []
+    for message in request.messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks(message)
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return system, out
+
+
+def tool_fields(request: ChatRequest) -> dict[str, Any]:
+    """`tools` and `tool_choice` in Anthropic's shape."""
+    out: dict[str, Any] = {}
+    if request.tools:
+        out["tools"] = [
+            {"name": t.name, **({"description": t.description} if t.description else {}),
+             "input_schema": dict(t.parameters) or {"type": "object", "properties": {}}}
+            for t in request.tools
+        ]  # fmt: skip
+    choice = request.tool_choice
+    mode = {"auto": "auto", "none": "none", "required": "any", "tool": "tool"}
+    tool_choice: dict[str, Any] | None = None
+    if choice is not None:
+        tool_choice = {"type": mode[choice.mode]}
+        if choice.mode == "tool":
+            tool_choice["name"] = choice.name
+    if request.parallel_tool_calls is False and request.tools:
+        tool_choice = tool_choice or {"type": "auto"}
+        if tool_choice["type"] != "none":
+            tool_choice["disable_parallel_tool_use"] = True
+    if tool_choice is not None:
+        out["tool_choice"] = tool_choice
+    return out
 
 
 class AnthropicProvider(HttpProvider):
@@ -65,20 +165,23 @@ class AnthropicProvider(HttpProvider):
 
     def body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """Messages request; system prompts joined into `system`."""
-        system = "\n".join(m.content for m in request.messages if m.role == "system")
+        system, messages = messages_out(request)
         body: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [
-                {"role": m.role, "content": m.content}
-                for m in request.messages
-                if m.role != "system"
-            ],
+            "messages": messages,
         }
         if system:
             body["system"] = system
-        if request.temperature is not None:
-            body["temperature"] = min(1.0, request.temperature)  # Anthropic allows 0..1
+        # app/ai/capabilities.py never lets a temperature above 1 (Anthropic's range) here.
+        optional = {"temperature": request.temperature, "top_p": request.top_p,
+                    "top_k": request.top_k}  # fmt: skip
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.user:
+            body["metadata"] = {"user_id": request.user}
+        body.update(tool_fields(request))
         if stream:
             body["stream"] = True
         return body
@@ -90,30 +193,57 @@ class AnthropicProvider(HttpProvider):
         except ValidationError:
             raise bad_response(self.name, "unexpected message shape") from None
         text = "".join(b.text or "" for b in message.content if b.type == "text")
+        calls = tuple(
+            ToolCall(b.id or f"toolu_{i}", b.name or "", json.dumps(b.input or {}))
+            for i, b in enumerate(message.content)
+            if b.type == "tool_use"
+        )
         usage = None
         if message.usage and message.usage.input_tokens is not None:
             usage = Usage(message.usage.input_tokens, message.usage.output_tokens or 0)
-        return Completion(text=text, usage=usage, finish_reason=message.stop_reason)
+        finish = FINISH.get(message.stop_reason or "", message.stop_reason)
+        return Completion(text=text, usage=usage, finish_reason=finish, tool_calls=calls)
 
-    def parse_event(self, event: str | None, payload: Any) -> StreamEvent | None:  # noqa: ARG002
-        """Map the typed stream events; skip pings and block boundaries."""
+    def parse_event(
+        self,
+        event: str | None,  # noqa: ARG002 - the type is in the payload
+        payload: Any,
+        state: dict[str, Any],
+    ) -> StreamEvent | None:
+        """Map the typed stream events; skip pings and block boundaries.
+
+        Tool calls are numbered in order of their `tool_use` blocks (`state["tools"]`
+        maps a block index to that number), as OpenAI numbers them.
+        """
         try:
             parsed = _Event.model_validate(payload)
         except ValidationError:
             raise bad_response(self.name, "unexpected stream event") from None
-        if parsed.type == "error":
+        tools: dict[int, int] = state.setdefault("tools", {})
+        kind = parsed.type
+        if kind == "error":
             raise ProviderFailure(FailureKind.SERVER_ERROR, provider=self.name, detail="event")
-        if parsed.type == "message_start" and parsed.message and parsed.message.usage:
+        if kind == "message_start" and parsed.message and parsed.message.usage:
             return StreamEvent(input_tokens=parsed.message.usage.input_tokens)
-        if parsed.type == "content_block_delta" and parsed.delta is not None:
+        block = parsed.content_block
+        if kind == "content_block_start" and block is not None and block.type == "tool_use":
+            tools[parsed.index or 0] = number = len(tools)
+            return StreamEvent(tool_calls=(ToolCallDelta(number, block.id, block.name or ""),))
+        if kind == "content_block_delta" and parsed.delta is not None:
+            if parsed.delta.type == "input_json_delta":
+                number = tools.get(parsed.index or 0, 0)
+                return StreamEvent(
+                    tool_calls=(ToolCallDelta(number, arguments=parsed.delta.partial_json or ""),)
+                )
             return StreamEvent(text=parsed.delta.text or "")
-        if parsed.type == "message_delta":
+        if kind == "message_delta":
             usage = parsed.usage or _Usage()
+            stop = parsed.delta.stop_reason if parsed.delta else None
             return StreamEvent(
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
-                finish_reason=parsed.delta.stop_reason if parsed.delta else None,
+                finish_reason=FINISH.get(stop or "", stop),
             )
-        if parsed.type == "message_stop":
+        if kind == "message_stop":
             return StreamEvent(done=True)
         return None

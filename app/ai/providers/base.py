@@ -21,7 +21,7 @@ from app.ai.deadline import bounded
 from app.ai.errors import FailureKind, ProviderFailure
 from app.ai.retry import parse_retry_after
 from app.ai.transport import refused as address_refused
-from app.ai.types import ChatRequest, Completion, StreamEvent
+from app.ai.types import ChatRequest, Completion, Embeddings, StreamEvent
 from app.core import egress
 from app.core.specs.ai_provider import AIProviderSpec
 
@@ -52,6 +52,10 @@ class Provider(Protocol):
         self, request: ChatRequest, *, timeout: float, deadline: float | None = None
     ) -> ProviderStream: ...
 
+    def embed(
+        self, model: str, inputs: tuple[str, ...], *, dimensions: int | None, timeout: float
+    ) -> Embeddings: ...
+
 
 def failure_from_status(
     provider: str, status: int, headers: Mapping[str, str]
@@ -68,6 +72,8 @@ def failure_from_status(
         kind = FailureKind.SERVER_ERROR
     elif status in (401, 403):
         kind = FailureKind.AUTH
+    elif status in (400, 422):
+        kind = FailureKind.REJECTED
     else:
         kind = FailureKind.CLIENT_ERROR
     return ProviderFailure(kind, provider=provider, status=status, retry_after=retry_after)
@@ -105,6 +111,8 @@ class HttpStream:
     def __iter__(self) -> Iterator[StreamEvent]:
         name = self.provider.name
         finished = False
+        # Per-stream parser state (Anthropic numbers tool calls by content block).
+        state: dict[str, Any] = {}
         try:
             for event_name, data in sse.iter_events(self.response.iter_lines()):
                 if data == "[DONE]":
@@ -114,7 +122,7 @@ class HttpStream:
                     payload = json.loads(data)
                 except ValueError:
                     raise bad_response(name, "stream event is not JSON") from None
-                event = self.provider.parse_event(event_name, payload)
+                event = self.provider.parse_event(event_name, payload, state)
                 if event is None:
                     continue
                 finished = finished or event.finish_reason is not None
@@ -189,9 +197,26 @@ class HttpProvider:
         """A validated completion from a 2xx JSON body; `bad_response` otherwise."""
         raise NotImplementedError
 
-    def parse_event(self, event: str | None, payload: Any) -> StreamEvent | None:
-        """One stream event, None to skip it; raise `ProviderFailure` for error events."""
+    def parse_event(
+        self, event: str | None, payload: Any, state: dict[str, Any]
+    ) -> StreamEvent | None:
+        """One stream event, None to skip it; raise `ProviderFailure` for error events.
+
+        `state` is a dict kept for the length of one stream.
+        """
         raise NotImplementedError
+
+    def embed(
+        self,
+        model: str,  # noqa: ARG002
+        inputs: tuple[str, ...],  # noqa: ARG002
+        *,
+        dimensions: int | None,  # noqa: ARG002
+        timeout: float,  # noqa: ARG002
+    ) -> Embeddings:
+        """Embeddings of `inputs` (only wire formats that have them override this;
+        app/ai/capabilities.py keeps others from being asked)."""
+        raise ProviderFailure(FailureKind.CLIENT_ERROR, provider=self.name, detail="no embeddings")
 
     # -- the calls -----------------------------------------------------------------------
     def _build_headers(self, accept: str) -> dict[str, str]:
@@ -211,13 +236,13 @@ class HttpProvider:
                 "pool": read}  # fmt: skip
 
     def _request(self, request: ChatRequest, *, stream: bool, timeout: float) -> httpx.Request:
-        url = self.url(request)
+        return self._build(self.url(request), self.body(request, stream=stream), stream, timeout)
+
+    def _build(self, url: str, body: dict[str, Any], stream: bool, timeout: float) -> httpx.Request:
         parsed = self._urls.get(url)
         if parsed is None:
             parsed = self._urls[url] = httpx.URL(url)
-        content = json.dumps(
-            self.body(request, stream=stream), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         return httpx.Request(
             "POST",
             parsed,
@@ -238,7 +263,14 @@ class HttpProvider:
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
         """One non-streamed call."""
-        response = self._send(self._request(request, stream=False, timeout=timeout))
+        return self.parse(self._call(self._request(request, stream=False, timeout=timeout)))
+
+    def post_json(self, url: str, body: dict[str, Any], *, timeout: float) -> Any:
+        """POST `body` to `url`; the decoded 2xx JSON answer (failures raised)."""
+        return self._call(self._build(url, body, False, timeout))
+
+    def _call(self, http_request: httpx.Request) -> Any:
+        response = self._send(http_request)
         try:
             failure = failure_from_status(self.name, response.status_code, response.headers)
             if failure is not None:
@@ -250,10 +282,9 @@ class HttpProvider:
         finally:
             response.close()
         try:
-            payload = json.loads(response.content)
+            return json.loads(response.content)
         except ValueError:
             raise bad_response(self.name, "body is not JSON") from None
-        return self.parse(payload)
 
     def stream(
         self, request: ChatRequest, *, timeout: float, deadline: float | None = None

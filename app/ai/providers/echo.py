@@ -6,16 +6,35 @@ what the AIProvider says they cost (normally nothing).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 
-from app.ai.types import ChatRequest, Completion, StreamEvent, Usage
+from app.ai.types import ChatRequest, Completion, Embeddings, StreamEvent, Usage
 from app.core.specs.ai_provider import AIProviderSpec
+
+#: Length of Echo's embeddings when the caller names none.
+DIMENSIONS = 8
 
 
 def _reply(request: ChatRequest) -> str:
-    last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    last = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
     words = ["echo:", *last.split()][: max(1, request.max_tokens)]
-    return " ".join(words)
+    text = " ".join(words)
+    for stop in request.stop:  # the text before the first stop sequence, like providers
+        if stop and stop in text:
+            text = text[: text.index(stop)]
+    return text
+
+
+def _vector(text: str, dimensions: int) -> tuple[float, ...]:
+    """A deterministic unit-free vector of `text` (its SHA-256, stretched)."""
+    out: list[float] = []
+    counter = 0
+    while len(out) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        out.extend(b / 255.0 for b in digest)
+        counter += 1
+    return tuple(out[:dimensions])
 
 
 def _words(text: str) -> int:
@@ -70,3 +89,16 @@ class EchoProvider:
     ) -> _EchoStream:
         """Stream the same answer word by word."""
         return _EchoStream(request)
+
+    def embed(
+        self,
+        model: str,  # noqa: ARG002 - every model embeds alike
+        inputs: tuple[str, ...],
+        *,
+        dimensions: int | None,
+        timeout: float,  # noqa: ARG002 - local
+    ) -> Embeddings:
+        """Hash-derived vectors (development only: they carry no meaning)."""
+        size = dimensions or DIMENSIONS
+        tokens = sum(_words(text) for text in inputs)
+        return Embeddings(tuple(_vector(t, size) for t in inputs), Usage(tokens, 0))

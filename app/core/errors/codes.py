@@ -50,6 +50,9 @@ class ErrorCode(StrEnum):
     AI_MODEL_NOT_FOUND = "AI_MODEL_NOT_FOUND"
     AI_TOKEN_LIMIT = "AI_TOKEN_LIMIT"
     AI_PROMPT_TOO_LARGE = "AI_PROMPT_TOO_LARGE"
+    AI_UNSUPPORTED_PARAMETER = "AI_UNSUPPORTED_PARAMETER"
+    AI_REQUEST_REJECTED = "AI_REQUEST_REJECTED"
+    AI_BUDGET_EXCEEDED = "AI_BUDGET_EXCEEDED"
     # DB_*: the database
     DB_CONNECTION_ERROR = "DB_CONNECTION_ERROR"
     DB_INTEGRITY_ERROR = "DB_INTEGRITY_ERROR"
@@ -104,6 +107,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.AI_MODEL_NOT_FOUND: 404,
     ErrorCode.AI_TOKEN_LIMIT: 429,
     ErrorCode.AI_PROMPT_TOO_LARGE: 413,
+    ErrorCode.AI_UNSUPPORTED_PARAMETER: 400,
+    ErrorCode.AI_REQUEST_REJECTED: 400,
+    ErrorCode.AI_BUDGET_EXCEEDED: 429,
     ErrorCode.DB_CONNECTION_ERROR: 503,
     ErrorCode.DB_INTEGRITY_ERROR: 409,
     ErrorCode.DB_TIMEOUT: 503,
@@ -149,6 +155,12 @@ _DESCRIPTION: dict[ErrorCode, str] = {
     ErrorCode.AI_TOKEN_LIMIT: "The caller's AI token budget is exhausted.",
     ErrorCode.AI_PROMPT_TOO_LARGE: "The prompt (all messages together) is longer than "
     "AI_MAX_PROMPT_CHARS characters.",
+    ErrorCode.AI_UNSUPPORTED_PARAMETER: "No provider of the model can honour a parameter the "
+    "request sets (`details.param`); it is refused, never silently dropped.",
+    ErrorCode.AI_REQUEST_REJECTED: "The provider refused the request as invalid (its HTTP "
+    "400/422); change the request.",
+    ErrorCode.AI_BUDGET_EXCEEDED: "The caller's AI spend budget (US dollars per window) is "
+    "exhausted; `Retry-After` and `details.resets_at` say when it covers the call again.",
     ErrorCode.DB_CONNECTION_ERROR: "The database is unreachable; retry later.",
     ErrorCode.DB_INTEGRITY_ERROR: "The write violates a database constraint.",
     ErrorCode.DB_TIMEOUT: "The database did not answer within the statement timeout; retry later.",

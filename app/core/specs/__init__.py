@@ -9,6 +9,7 @@ a test checks both sides agree.
 """
 
 from app.core.specs.ai_provider import AIProviderSpec, ModelPrice, ProviderType, SecretRef
+from app.core.specs.ai_route import AIModelRouteSpec, RouteTarget
 from app.core.specs.api_version import ApiVersionSpec, Brownout, Phase
 from app.core.specs.common import Duration, duration_seconds
 from app.core.specs.rate_limit import (
@@ -24,10 +25,12 @@ KINDS = {
     "ApiVersion": ApiVersionSpec,
     "RateLimitPolicy": RateLimitPolicySpec,
     "AIProvider": AIProviderSpec,
+    "AIModelRoute": AIModelRouteSpec,
 }
 
 __all__ = [
     "KINDS",
+    "AIModelRouteSpec",
     "AIProviderSpec",
     "ApiVersionSpec",
     "Brownout",
@@ -40,6 +43,7 @@ __all__ = [
     "Phase",
     "ProviderType",
     "RateLimitPolicySpec",
+    "RouteTarget",
     "Rule",
     "SecretRef",
     "duration_seconds",

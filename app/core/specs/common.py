@@ -16,6 +16,15 @@ Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
 ObjectName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
 ]
+#: An amount of US dollars as a decimal string, at most 6 decimals (a millionth of a dollar
+#: is the unit money budgets count in), e.g. `"5.00"`; positive.
+UsdAmount = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([1-9][0-9]{0,8}(\.[0-9]{1,6})?|0\.([1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|"
+        r"00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))$"
+    ),
+]
 #: `MAJOR.MINOR` of an API version.
 VersionString = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}\.[0-9]{1,3}$")]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from app.core.specs.common import Duration, ObjectName, SpecModel, VersionString
+from app.core.specs.common import Duration, ObjectName, SpecModel, UsdAmount, VersionString
 
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 KEY_PATTERN = r"^(user|apiKey|ip|role|global|header:[A-Za-z0-9-]{1,64})$"
@@ -39,7 +39,7 @@ class Match(SpecModel):
 
 
 class Limit(SpecModel):
-    """One limit: `requests` or `tokens` per `window`."""
+    """One limit: `requests`, `tokens` or `usd` per `window`."""
 
     requests: int | None = Field(
         default=None, ge=1, le=10_000_000, description="Requests per window"
@@ -49,6 +49,11 @@ class Limit(SpecModel):
         ge=1,
         le=10_000_000_000,
         description="AI tokens per window (reserve, then settle)",
+    )
+    usd: UsdAmount | None = Field(
+        default=None,
+        description='AI spend in US dollars per window, a decimal string such as "5.00" '
+        "(reserve the most a call can cost, then settle with its real cost)",
     )
     window: Duration = Field(description="Window length, e.g. 1m, 1h, 1d")
     burst: int | None = Field(
@@ -61,9 +66,9 @@ class Limit(SpecModel):
 
     @model_validator(mode="after")
     def _exactly_one_quantity(self) -> Self:
-        if (self.requests is None) == (self.tokens is None):
-            raise ValueError("set exactly one of requests or tokens")
-        if self.tokens is not None and self.burst is not None:
+        if [self.requests, self.tokens, self.usd].count(None) != 2:
+            raise ValueError("set exactly one of requests, tokens or usd")
+        if self.requests is None and self.burst is not None:
             raise ValueError("burst applies to request limits only")
         return self
 
@@ -108,11 +113,12 @@ class RateLimitPolicySpec(SpecModel):
 
 LIMIT_CEL_RULES = [
     {
-        "rule": "has(self.requests) != has(self.tokens)",
-        "message": "set exactly one of requests or tokens",
+        "rule": "(has(self.requests) ? 1 : 0) + (has(self.tokens) ? 1 : 0) + "
+        "(has(self.usd) ? 1 : 0) == 1",
+        "message": "set exactly one of requests, tokens or usd",
     },
     {
-        "rule": "!has(self.tokens) || !has(self.burst)",
+        "rule": "has(self.requests) || !has(self.burst)",
         "message": "burst applies to request limits only",
     },
 ]

@@ -197,10 +197,10 @@ affinity:
 {{/* The operator's policy rules (mirror of operator/sapi_operator/rbac.py). */}}
 {{- define "structured-api.operatorRules" -}}
 - apiGroups: [structured-api.io]
-  resources: [apiversions, ratelimitpolicies, aiproviders]
+  resources: [apiversions, ratelimitpolicies, aiproviders, aimodelroutes]
   verbs: [get, list, watch, patch]
 - apiGroups: [structured-api.io]
-  resources: [apiversions/status, ratelimitpolicies/status, aiproviders/status]
+  resources: [apiversions/status, ratelimitpolicies/status, aiproviders/status, aimodelroutes/status]
   verbs: [get, patch]
 - apiGroups: [""]
   resources: [secrets]

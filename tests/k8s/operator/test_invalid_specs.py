@@ -66,8 +66,26 @@ CASES = [
     pytest.param(
         "RateLimitPolicy",
         rules({"requests": 5, "tokens": 100, "window": "1m"}),
-        "set exactly one of requests or tokens",
+        "set exactly one of requests, tokens or usd",
         id="requests-and-tokens",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"tokens": 5, "usd": "1.00", "window": "1d"}),
+        "set exactly one of requests, tokens or usd",
+        id="tokens-and-usd",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"usd": "-1", "window": "1d"}),
+        "spec.rules[0].limits[0].usd in body should match",
+        id="negative-usd",
+    ),
+    pytest.param(
+        "RateLimitPolicy",
+        rules({"usd": "1.00", "burst": 2, "window": "1d"}),
+        "burst applies to request limits only",
+        id="usd-burst",
     ),
     pytest.param(
         "RateLimitPolicy",
@@ -150,6 +168,27 @@ CASES = [
         {"type": "Gemini", "models": [{"name": "a"}]},
         'spec.type: Unsupported value: "Gemini"',
         id="unknown-provider-type",
+    ),
+    pytest.param(
+        "AIModelRoute",
+        {
+            "model": "chat",
+            "targets": [{"provider": "a", "model": "m"}, {"provider": "a", "model": "m"}],
+        },
+        "each provider and model may appear once among targets",
+        id="route-duplicate-target",
+    ),
+    pytest.param(
+        "AIModelRoute",
+        {"model": "chat", "targets": []},
+        "spec.targets in body should have at least 1 items",
+        id="route-no-targets",
+    ),
+    pytest.param(
+        "AIModelRoute",
+        {"model": "chat", "targets": [{"provider": "a", "model": "m", "weight": -1}]},
+        "spec.targets[0].weight in body should be greater than or equal to 0",
+        id="route-negative-weight",
     ),
 ]
 
