@@ -68,8 +68,10 @@ images-base: venv ## Build the local Python and uv base images (.cache/images; r
 images: venv ## Build every container image with buildah: bases, the app, dev dependencies
 	PYTHONPATH=scripts $(RUN) python -m images build all
 
-cluster: venv control-plane ## Start the one-node Kubernetes cluster (root; docs/cluster.md)
-	$(RUN) python scripts/cluster.py up --detach
+# Starts the node (scripts/cluster.py up --detach) unless one runs, then installs the app;
+# a second `make cluster` reuses the running node and upgrades the release in place.
+cluster: venv control-plane ## The one-node cluster running the app behind an ingress, Prometheus (root; docs/cluster.md)
+	$(RUN) python scripts/devcluster.py up
 
 cluster-down: venv ## Stop the cluster and remove everything it left (also after a killed up)
 	$(RUN) python scripts/cluster.py down
