@@ -83,14 +83,26 @@ def rows(board: Mapping[str, Any], namespace: str) -> list[list[Panel]]:
     return [grouped[y] for y in sorted(grouped)]
 
 
-def legend(target: Target, labels: Mapping[str, str]) -> str:
-    """Grafana's legend: `{{label}}` placeholders filled in, else the label set."""
+def legend(target: Target, labels: Mapping[str, str], varying: Iterable[str] | None = None) -> str:
+    """Grafana's legend: `{{label}}` placeholders filled in, else the label set.
+
+    varying: the labels whose values differ between the panel's series; without a
+    legendFormat only those are shown (the rest is the same on every line).
+    """
     if target.legend and target.legend != "__auto":
         return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), target.legend)
-    shown = {k: v for k, v in labels.items() if k != "__name__"}
+    keep = set(varying) if varying is not None else set(labels)
+    shown = {k: v for k, v in labels.items() if k != "__name__" and k in keep}
     if not shown:
         return target.expr if len(target.expr) < 60 else target.expr[:57] + "..."
-    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    text = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def varying_labels(label_sets: Sequence[Mapping[str, str]]) -> set[str]:
+    """Labels that are missing from some series or differ between them."""
+    names = {k for labels in label_sets for k in labels}
+    return {k for k in names if len({labels.get(k) for labels in label_sets}) > 1}
 
 
 def _metric_name(expr: str) -> str:
@@ -120,7 +132,7 @@ def render_rows(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.dates import DateFormatter
+    from matplotlib.dates import AutoDateLocator, DateFormatter
 
     step = step or max(5.0, (end - start) / 240)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +141,10 @@ def render_rows(
         fig, axes = plt.subplots(1, len(row), figsize=(6.4 * len(row), 3.6), squeeze=False)
         for ax, panel in zip(axes[0], row, strict=True):
             drawn = 0
-            for target in panel.targets:
-                for series in prom.query_range(target.expr, start, end, step):
+            results = [(t, prom.query_range(t.expr, start, end, step)) for t in panel.targets]
+            varying = varying_labels([s["metric"] for _, found in results for s in found])
+            for target, found in results:
+                for series in found:
                     points = [
                         (datetime.fromtimestamp(float(t), UTC), float(v))
                         for t, v in series["values"]
@@ -139,16 +153,15 @@ def render_rows(
                     if not points:
                         continue
                     times, values = zip(*points, strict=True)
-                    label = legend(target, series["metric"])
+                    label = legend(target, series["metric"], varying)
                     if len(panel.targets) > 1 and not target.legend:
                         label = f"{_metric_name(target.expr)}: {label}"
                     ax.plot(times, values, label=label, linewidth=1.3)
                     drawn += 1
             ax.set_title(panel.title, fontsize=10)
             ax.set_xlim(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
-            ax.xaxis.set_major_formatter(
-                DateFormatter("%H:%M" if end - start > 3600 else "%H:%M:%S")
-            )
+            ax.xaxis.set_major_locator(AutoDateLocator(maxticks=6))
+            ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
             if panel.unit:
