@@ -59,8 +59,10 @@ docs: venv ## Regenerate generated docs (error catalogue, README settings table,
 crds: venv ## Regenerate the CRD YAML, operator RBAC and docs/crds.md from app/core/specs
 	$(RUN) python scripts/gen_crds.py
 
-control-plane: ## Build etcd, kube-apiserver and the cluster's binaries into .cache/control-plane
+control-plane: ## Build etcd, kube-apiserver, the cluster's binaries, Traefik and Prometheus into .cache/control-plane
 	scripts/build-control-plane.sh cluster
+	scripts/build-control-plane.sh traefik
+	scripts/build-control-plane.sh prometheus
 
 images-base: venv ## Build the local Python and uv base images (.cache/images; root, buildah)
 	PYTHONPATH=scripts $(RUN) python -m images build base
