@@ -99,10 +99,16 @@ def legend(target: Target, labels: Mapping[str, str], varying: Iterable[str] | N
     return text if len(text) < 80 else text[:77] + "..."
 
 
+# Target labels that follow from `pod` (the scrape address, the monitor's job, ...): left
+# out of legends when other labels already tell the series apart.
+_TARGET_LABELS = {"instance", "job", "endpoint", "container", "service", "namespace"}
+
+
 def varying_labels(label_sets: Sequence[Mapping[str, str]]) -> set[str]:
     """Labels that are missing from some series or differ between them."""
     names = {k for labels in label_sets for k in labels}
-    return {k for k in names if len({labels.get(k) for labels in label_sets}) > 1}
+    varying = {k for k in names if len({labels.get(k) for labels in label_sets}) > 1}
+    return (varying - _TARGET_LABELS) or varying
 
 
 def _metric_name(expr: str) -> str:
@@ -160,8 +166,8 @@ def render_rows(
                     drawn += 1
             ax.set_title(panel.title, fontsize=10)
             ax.set_xlim(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
-            ax.xaxis.set_major_locator(AutoDateLocator(maxticks=6))
-            ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))
+            ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=6))
+            ax.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
             if panel.unit:

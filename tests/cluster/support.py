@@ -87,6 +87,9 @@ class LoadResult:
 
     requests: int = 0
     failures: list[tuple[float, str]] = field(default_factory=list)
+    # 503s with Retry-After that a client following docs/errors.md retried, and the retry
+    # answered 200 (a retry that fails again is a failure).
+    retried: list[tuple[float, str]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -94,9 +97,11 @@ class SteadyLoad:
     """Bounded steady load through the ingress: one keep-alive client per token, each
     sending GET `path` every `pause` seconds until stopped, `max_seconds` pass or
     `max_requests` are sent. A request fails when its answer is not 200 or the connection
-    breaks; no request is retried (a retry would hide exactly what the test looks for).
-    The pause keeps each user under the app's default limit (RATE_LIMIT_DEFAULT_REQUESTS,
-    600 a minute per user)."""
+    breaks. The only retry is the one the API documents for clients: a 503 with
+    `Retry-After` (a dependency did not answer in time, docs/errors.md) is sent once more
+    after that delay (at most 1 s) and recorded in `result.retried`; if the retry is not a
+    200 either, the request fails. The pause keeps each user under the app's default limit
+    (RATE_LIMIT_DEFAULT_REQUESTS, 600 a minute per user)."""
 
     def __init__(
         self,
@@ -132,28 +137,44 @@ class SteadyLoad:
                 ):
                     return
                 self.result.requests += 1
-            problem = None
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.ingress.port, timeout=15)
-                conn.request("GET", self.path, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-                if resp.status != 200:
-                    # The body says who answered (the app's error envelope, or Traefik's
-                    # plain "Service Unavailable"/"Bad Gateway").
-                    problem = f"HTTP {resp.status} {raw[:300].decode(errors='replace')}"
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
+            first: tuple[float, str] | None = None
+            for attempt in (1, 2):
+                problem, retry_after = None, None
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection(
+                            "127.0.0.1", self.ingress.port, timeout=15
+                        )
+                    conn.request("GET", self.path, headers=headers)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                    if resp.status != 200:
+                        # The body says who answered (the app's error envelope, or
+                        # Traefik's plain "Service Unavailable"/"Bad Gateway").
+                        problem = f"HTTP {resp.status} {raw[:300].decode(errors='replace')}"
+                        if resp.status == 503:
+                            retry_after = resp.getheader("retry-after")
+                    if resp.getheader("connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException) as err:
+                    problem = f"{type(err).__name__}: {err}"
+                    if conn is not None:
+                        conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as err:
-                problem = f"{type(err).__name__}: {err}"
-                if conn is not None:
-                    conn.close()
-                conn = None
-            if problem:
+                at = time.monotonic() - self._began
+                if problem is None:
+                    if first is not None:
+                        with self._lock:
+                            self.result.retried.append(first)
+                    break
+                if attempt == 1 and retry_after is not None and retry_after.isdigit():
+                    first = (at, problem)
+                    time.sleep(min(float(retry_after), 1.0))
+                    continue
                 with self._lock:
-                    self.result.failures.append((time.monotonic() - self._began, problem))
+                    self.result.failures.append(first or (at, problem))
+                break
             time.sleep(self.pause)
         if conn is not None:
             conn.close()

@@ -80,6 +80,8 @@ NEVER_WRITTEN = {"Cache hit ratio", "Cache invalidations"}
 # Test-only tuning on top of the devcluster values: quick job retries, so a failing job is
 # dead-lettered in seconds rather than a minute.
 EXTRA_SET = ("extraEnv.JOB_RETRY_BASE_SECONDS=0.2", "extraEnv.JOB_RETRY_MAX_SECONDS=1")
+# Retried requests per load run (written with the timings to <state dir>/release-timings.json).
+RETRIES: dict[str, int] = {}
 
 
 @dataclass
@@ -190,7 +192,9 @@ def stack(cluster: Cluster) -> Iterator[Stack]:
     stack = Stack(cluster, s, tag, images.app_ref, prom, Ingress(web, s.host), timings, started)
     yield stack
     prom.stop()
-    (cluster.state_dir / "release-timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+    (cluster.state_dir / "release-timings.json").write_text(
+        json.dumps({"seconds": timings, "retried": RETRIES}, indent=2) + "\n"
+    )
 
 
 # -- install ---------------------------------------------------------------------------------
@@ -636,11 +640,22 @@ def test_provider_faults_fall_back_open_the_breaker_and_dead_letter_a_job(stack:
 # -- Prometheus: the dashboard and the alert rules on live data -------------------------------
 
 
+# Requests a client may have to retry once (503 + Retry-After, docs/errors.md) during one
+# load run: a few when the node's CPU is contended (the dev Redis then misses the app's
+# 0.5 s timeout while pods start), never a steady share.
+_RETRIED_SHARE = 0.02
+
+
 def _assert_no_failures(load: SteadyLoad, what: str) -> None:
     result = load.result
     assert result.requests > 50, f"{what}: only {result.requests} requests were sent"
     failed = len(result.failures)
     assert failed == 0, f"{what}: {failed} of {result.requests} failed: {result.failures[:10]}"
+    retried = len(result.retried)
+    RETRIES[what] = retried
+    assert retried <= _RETRIED_SHARE * result.requests, (
+        f"{what}: {retried} of {result.requests} needed the documented retry: {result.retried[:10]}"
+    )
 
 
 def test_every_dashboard_query_has_data_and_every_alert_rule_is_healthy(stack: Stack) -> None:
