@@ -59,8 +59,10 @@ docs: venv ## Regenerate generated docs (error catalogue, README settings table,
 crds: venv ## Regenerate the CRD YAML, operator RBAC and docs/crds.md from app/core/specs
 	$(RUN) python scripts/gen_crds.py
 
-control-plane: ## Build etcd, kube-apiserver and the cluster's binaries into .cache/control-plane
+control-plane: ## Build etcd, kube-apiserver, the cluster's binaries, Traefik and Prometheus into .cache/control-plane
 	scripts/build-control-plane.sh cluster
+	scripts/build-control-plane.sh traefik
+	scripts/build-control-plane.sh prometheus
 
 images-base: venv ## Build the local Python and uv base images (.cache/images; root, buildah)
 	PYTHONPATH=scripts $(RUN) python -m images build base
@@ -68,8 +70,10 @@ images-base: venv ## Build the local Python and uv base images (.cache/images; r
 images: venv ## Build every container image with buildah: bases, the app, dev dependencies
 	PYTHONPATH=scripts $(RUN) python -m images build all
 
-cluster: venv control-plane ## Start the one-node Kubernetes cluster (root; docs/cluster.md)
-	$(RUN) python scripts/cluster.py up --detach
+# Starts the node (scripts/cluster.py up --detach) unless one runs, then installs the app;
+# a second `make cluster` reuses the running node and upgrades the release in place.
+cluster: venv control-plane ## The one-node cluster running the app behind an ingress, Prometheus (root; docs/cluster.md)
+	$(RUN) python scripts/devcluster.py up
 
 cluster-down: venv ## Stop the cluster and remove everything it left (also after a killed up)
 	$(RUN) python scripts/cluster.py down

@@ -107,6 +107,9 @@ _OUR_EXECUTABLES = {
     "containerd-shim-runc-v2",
     "crictl",
     "ctr",
+    # Started beside the cluster by scripts/devcluster.py and the tests (kubetools.prometheus),
+    # its config file in the state dir: `down` stops it with the rest.
+    "prometheus",
 }
 # Debian packages providing the commands the cluster needs.
 _HOST_COMMANDS = {
@@ -475,7 +478,7 @@ def cleanup(state_dir: Path, say: Callable[[str], None] | None = None) -> list[s
             tree.rmdir()
     # 6. Big directories (images, container layers, pod volumes), once nothing is mounted.
     if not _mounts_under(state_dir):
-        for name in ("containerd", "kubelet", "control-plane/etcd-data"):
+        for name in ("containerd", "kubelet", "control-plane/etcd-data", "prometheus/data"):
             shutil.rmtree(state_dir / name, ignore_errors=True)
     if state:
         state["phase"] = "down"

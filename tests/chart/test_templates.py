@@ -312,6 +312,74 @@ def test_url_secrets_and_migration_job_run_before_the_release_in_order() -> None
     assert job["spec"]["template"]["spec"]["serviceAccountName"] in weights
 
 
+def test_every_hook_resource_is_deleted_once_the_hooks_succeeded() -> None:
+    # helm uninstall never deletes hook resources (Helm docs, "Chart Hooks"): a hook without
+    # hook-succeeded stays in the namespace for good (found on the real cluster, tests/cluster).
+    for values in ([], [ALL], [EXISTING]):
+        for doc in render(values=values):
+            annotations = doc["metadata"].get("annotations") or {}
+            if "helm.sh/hook" in annotations:
+                policies = annotations["helm.sh/hook-delete-policy"].split(",")
+                assert "hook-succeeded" in policies, doc["metadata"]["name"]
+                assert "before-hook-creation" in policies, doc["metadata"]["name"]
+
+
+def test_workloads_read_the_urls_from_a_release_secret_and_migrations_from_a_hook_one() -> None:
+    docs = render()
+    urls = one(docs, "Secret", "-urls")
+    assert "helm.sh/hook" not in (urls["metadata"].get("annotations") or {})
+    assert set(urls["stringData"]) == {"DATABASE_URL", "REDIS_URL"}
+    for suffix in ("-api", "-worker", "-beat", "-operator"):
+        refs = secret_refs(one(docs, "Deployment", suffix))
+        assert refs["DATABASE_URL"] == (urls["metadata"]["name"], "DATABASE_URL")
+        assert refs["REDIS_URL"] == (urls["metadata"]["name"], "REDIS_URL")
+    hook = one(docs, "Secret", "-migrations")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert set(hook["stringData"]) == {"DATABASE_URL"}
+    assert secret_refs(one(docs, "Job")) == {
+        "DATABASE_URL": (hook["metadata"]["name"], "DATABASE_URL")
+    }
+    protected = env_of(containers(one(docs, "Deployment", "-operator"))[0])
+    assert {"sapi/" + urls["metadata"]["name"], "sapi/" + hook["metadata"]["name"]} <= set(
+        protected["OPERATOR_PROTECTED_SECRETS"].split(",")
+    )
+
+
+def test_one_existing_secret_leaves_the_other_url_in_the_release_secret() -> None:
+    docs = render(set_values=["database.existingSecret=db", "database.existingSecretKey=uri"])
+    urls = one(docs, "Secret", "-urls")
+    assert set(urls["stringData"]) == {"REDIS_URL"}
+    assert find(docs, "Secret", "-migrations") == []
+    refs = secret_refs(one(docs, "Deployment", "-api"))
+    assert refs["DATABASE_URL"] == ("db", "uri")
+    assert refs["REDIS_URL"] == (urls["metadata"]["name"], "REDIS_URL")
+
+
+def test_pods_roll_when_a_url_changes() -> None:
+    def checksums(url: str) -> set[str]:
+        docs = render(set_values=[f"redis.url={url}"])
+        return {
+            one(docs, "Deployment", suffix)["spec"]["template"]["metadata"]["annotations"][
+                "checksum/urls"
+            ]
+            for suffix in ("-api", "-worker", "-beat", "-operator")
+        }
+
+    before, after = checksums("redis://redis:6379/0"), checksums("redis://redis-2:6379/0")
+    assert len(before) == 1 and len(after) == 1 and before != after
+
+
+def test_devcluster_values_route_the_traefik_ingress_to_two_api_pods() -> None:
+    docs = render(values=[CHART / "ci" / "devcluster-values.yaml"])
+    ingress = one(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "traefik"
+    assert [r["host"] for r in ingress["spec"]["rules"]] == ["structured-api.localhost"]
+    assert one(docs, "Deployment", "-api")["spec"]["replicas"] == 2
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    # One ingress hop: X-Forwarded-For from Traefik is trusted, nothing beyond it.
+    assert one(docs, "ConfigMap")["data"]["TRUSTED_PROXIES"] == "1"
+
+
 # --- operator RBAC --------------------------------------------------------------------------
 
 

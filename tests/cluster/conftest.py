@@ -23,14 +23,18 @@ from kubetools.build import binary_paths, cluster_binary_paths
 from kubetools.cluster import IMAGE_PREFIX, Cluster
 from kubetools.images import File, build_scratch_image
 from kubetools.paths import CACHE_DIR
+from kubetools.prometheus import prometheus_path
+from kubetools.traefik import traefik_path
 
 # A fixed state dir (not a pytest tmp dir that pytest itself deletes later): what a killed
 # session leaves is found and removed by the next session's up() (docs/cluster.md).
 STATE_DIR = CACHE_DIR / "cluster-tests"
-# A cold build of every binary took about 25 min here on 2 shared cores; the cluster's
-# start-up about a minute. pytest-timeout counts fixture set-up against the first test.
+# A cold build of every binary took about 25 min here on 2 shared cores (Traefik and
+# Prometheus for test_release add more); the cluster's start-up about a minute.
+# pytest-timeout counts fixture set-up against the first test.
 _BUILD_TIMEOUT = 3600
 _UP_TIMEOUT = 600
+_RELEASE_SETUP = 1200
 _STARTUP = pytest.StashKey[dict[str, float]]()
 
 
@@ -53,9 +57,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     marked = [i for i in items if i.get_closest_marker("cluster")]
     if not marked:
         return
-    built = binary_paths().exist() and cluster_binary_paths().exist()
+    built = (
+        binary_paths().exist()
+        and cluster_binary_paths().exist()
+        and traefik_path().is_file()
+        and prometheus_path().is_file()
+    )
     for item in marked:
-        item.add_marker(pytest.mark.timeout(_UP_TIMEOUT if built else _BUILD_TIMEOUT))
+        timeout = _UP_TIMEOUT if built else _BUILD_TIMEOUT
+        if "stack" in getattr(item, "fixturenames", ()):
+            # test_release's module fixture also builds the app and dev dependency images
+            # (minutes when the buildah layer cache is cold) and installs two charts.
+            timeout += _RELEASE_SETUP
+        item.add_marker(pytest.mark.timeout(timeout))
     # Tests that take the session cluster down (cluster_teardown) go after every other test.
     last = [i for i in items if "cluster_teardown" in getattr(i, "fixturenames", ())]
     items[:] = [i for i in items if i not in last] + last

@@ -94,14 +94,24 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "structured-api.appSecretName" -}}
 {{- .Values.secrets.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "app")) -}}
 {{- end -}}
+{{/* The chart's own URL Secret (DATABASE_URL and REDIS_URL unless existing Secrets hold
+     them): a release resource, so `helm uninstall` removes it. */}}
+{{- define "structured-api.urlsSecretName" -}}
+{{- include "structured-api.componentName" (dict "root" . "component" "urls") -}}
+{{- end -}}
 {{- define "structured-api.databaseSecretName" -}}
-{{- .Values.database.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "database")) -}}
+{{- .Values.database.existingSecret | default (include "structured-api.urlsSecretName" .) -}}
+{{- end -}}
+{{/* DATABASE_URL of the migration hook: it runs before the release's own resources exist,
+     so without an existing Secret it reads a hook Secret of its own (deleted once it ran). */}}
+{{- define "structured-api.migrationsSecretName" -}}
+{{- .Values.database.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "migrations")) -}}
 {{- end -}}
 {{- define "structured-api.databaseSecretKey" -}}
 {{- if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}DATABASE_URL{{ end -}}
 {{- end -}}
 {{- define "structured-api.redisSecretName" -}}
-{{- .Values.redis.existingSecret | default (include "structured-api.componentName" (dict "root" . "component" "redis")) -}}
+{{- .Values.redis.existingSecret | default (include "structured-api.urlsSecretName" .) -}}
 {{- end -}}
 {{- define "structured-api.redisSecretKey" -}}
 {{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}REDIS_URL{{ end -}}
@@ -110,7 +120,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* The release's Secrets as namespace/name (OPERATOR_PROTECTED_SECRETS of the operator). */}}
 {{- define "structured-api.protectedSecrets" -}}
 {{- $ns := .Release.Namespace -}}
-{{- $names := list (include "structured-api.appSecretName" .) (include "structured-api.databaseSecretName" .) (include "structured-api.redisSecretName" .) -}}
+{{- $names := list (include "structured-api.appSecretName" .) (include "structured-api.databaseSecretName" .) (include "structured-api.redisSecretName" .) (include "structured-api.migrationsSecretName" .) -}}
 {{- $out := list -}}
 {{- range $names }}{{ $out = append $out (printf "%s/%s" $ns .) }}{{ end -}}
 {{- join "," ($out | uniq) -}}
@@ -176,6 +186,7 @@ securityContext:
 {{/* Checksums that roll pods when their configuration changes. */}}
 {{- define "structured-api.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/urls: {{ include (print .Template.BasePath "/secret-urls.yaml") . | sha256sum }}
 {{- end -}}
 
 {{/* Scheduling fields of one component's values. */}}
