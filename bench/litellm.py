@@ -31,8 +31,9 @@ to the first streamed event carrying text. "Added" is the scenario's percentile 
 the direct call's of the same kind (stream or not), pooled over the rounds. CPU per
 request is read from /proc over the measured requests: the gunicorn workers (ours) or
 every LiteLLM process (its supervisor and workers), PostgreSQL + Redis for ours, and the
-simulator for every row. Req/s is the median of the rounds. Not a test: the numbers and
-how to read them are in docs/performance.md.
+simulator for every row; before the rounds, each server's idle CPU over 5 s
+(background work, which every row's figure includes). Req/s is the median of the
+rounds. Not a test: the numbers and how to read them are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -372,6 +373,24 @@ def measure(target: Target, pids: Pids, clients: int, requests: int, seconds: fl
     return got
 
 
+def idle_cpu(pids: Pids, litellm: bool, seconds: float = 5) -> dict[str, float]:
+    """CPU each server spends with no request in flight (background threads, health
+    checks, polling), in ms per second: part of every row's CPU per request."""
+    kinds = ["ours", "litellm"] if litellm else ["ours"]
+    before = {k: pids.cpu(k) for k in kinds}
+    time.sleep(seconds)
+    after = {k: pids.cpu(k) for k in kinds}
+
+    def rate(kind: str, part: str) -> float:
+        return round((after[kind][part] - before[kind][part]) * 1000 / seconds, 2)
+
+    out = {"ours": rate("ours", "server"), "ours_deps": rate("ours", "deps"),
+           "simulator": rate("ours", "sim")}  # fmt: skip
+    if litellm:
+        out["litellm"] = rate("litellm", "server")
+    return out
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -519,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             theirs = (url, key)
         chosen = targets(fx, ours, theirs)
+        idle = idle_cpu(pids, theirs is not None)
+        say(f"idle CPU, ms per second: {idle}")
         rounds: dict[str, list[Round]] = {t.name: [] for t in chosen}
         alone: dict[str, list[Round]] = {t.name: [] for t in chosen}
         for number in range(1, args.rounds + 1):
@@ -546,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         "one_client_requests_per_round": args.one_client,
         "seconds_cap": args.seconds, "rounds": args.rounds, "cpus": os.cpu_count(),
         "load_before": round(load_before, 2), "load_after": round(load_after, 2),
+        "idle_cpu_ms_per_s": idle,
     }  # fmt: skip
     print(f"{args.clients} concurrent clients, {args.rounds} alternating round(s) of up to "
           f"{args.requests} requests / {args.seconds:g} s per scenario, each followed by "
@@ -553,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{setup['litellm'] or 'not run'}; {os.cpu_count()} CPUs, load average "
           f"{load_before:.2f} before, {load_after:.2f} after\n")  # fmt: skip
     print(table(rows))
-    print()
+    print(f"\nidle CPU (no request in flight), ms per second: {idle}\n")
     for ours, v in verdict["within_10pct_of_generate"].items():
         print(f"{ours} vs /v1/ai/generate: added p50 x{v['added_p50_ratio']}, "
               f"CPU x{v['cpu_ratio']}: within 10% {'met' if v['met'] else 'NOT met'}")  # fmt: skip
