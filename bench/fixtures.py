@@ -38,6 +38,7 @@ class Fixtures:
     note_id: str
     bearer: str  # our access token (Ed25519, role user)
     dependency_pids: list[int]  # PostgreSQL, Redis, simulator we started (for CPU figures)
+    sim_pid: int = 0  # the simulator alone (also in dependency_pids)
 
 
 def servers(stack: ExitStack, work: Path, pids: list[int]) -> tuple[str, str]:
@@ -119,7 +120,7 @@ def prepare(stack: ExitStack, work: Path) -> Fixtures:
     cfg.attributes.update(database_url=database_url, configure_logger=False)
     command.upgrade(cfg, "head")
     note_id, bearer = _rows(env, sim_url)
-    return Fixtures(env, sim_url, note_id, bearer, [p for p in pids if p])
+    return Fixtures(env, sim_url, note_id, bearer, [p for p in pids if p], sim_pid=pids[-1])
 
 
 def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:

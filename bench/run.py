@@ -10,7 +10,7 @@ with bench/wrk.lua; rounds alternate the scenarios so noise from other processes
 shared machine hits all of them, and each keeps its best round. Written: pipeline.md,
 pipeline.json, pipeline.png, the block of docs/performance.md that quotes the table, and
 `<script>.txt` / `<script>.json` for each other bench/ script found (auth, observability,
-AI gateway, operator, Redis round trips of the pipeline).
+AI gateway, operator, Redis round trips of the pipeline, LiteLLM head to head).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ OTHERS: Final[dict[str, list[str]]] = {
     "observability_cost.py": ["--requests", "1000", "--rounds", "3", "--passes", "3"],
     "ai_gateway.py": ["--requests", "300", "--passes", "3"],
     "operator_latency.py": ["--edits", "20", "--cold", "100"],
+    "litellm.py": [],  # its defaults: 3 rounds, ~4 minutes (LiteLLM from PyPI, cached)
 }
 
 

@@ -554,6 +554,10 @@ class ProviderSimulator(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a sixth simultaneous connect (16 load
+    # clients, or a gateway opening a connection per stream) has its SYN dropped and
+    # retried a second later, which a real provider's listener never does.
+    request_queue_size = 128
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, stream_delay: float = 0.0) -> None:
         super().__init__((host, port), Handler)
