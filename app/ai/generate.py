@@ -217,6 +217,15 @@ class Call:
                 self.caller, spend.micro_usd(worst), path=self.path, method="POST"
             )
 
+    def reserve_budgets(self) -> None:
+        """Reserve tokens, then money; a refused money budget gives the tokens back."""
+        self.reserve()
+        try:
+            self.reserve_spend()
+        except BaseException:
+            self.settle(0)
+            raise
+
     def settle_spend(self, cost: Decimal) -> None:
         """Charge the call's real cost against the money reservation."""
         if self.spend is not None:
@@ -325,12 +334,7 @@ def answer(*, call: Call, session: Callable[[], Session]) -> tuple[Generation, G
     """
     slot = call.take_slot()
     try:
-        call.reserve()
-        try:
-            call.reserve_spend()
-        except BaseException:
-            call.settle(0)
-            raise
+        call.reserve_budgets()
         try:
             result = complete(call)
         except ApiError as error:

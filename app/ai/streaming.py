@@ -236,12 +236,7 @@ def open_stream(*, call: Call, session: Session, session_factory: Any) -> Genera
     responses); the stream gives the slot back when it ends."""
     slot = call.take_slot()
     try:
-        call.reserve()
-        try:
-            call.reserve_spend()
-        except BaseException:
-            call.settle(0)
-            raise
+        call.reserve_budgets()
         try:
             opened = call.gateway.open_stream(call.request, call.candidates)
         except ApiError as error:

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -168,18 +168,29 @@ def _export(ref: str, key: str, archive: Path, started: float, cache_dir: Path) 
     return built
 
 
+def _ensure(
+    ref: str, key: str, cache_dir: Path, build: Callable[[str, Path], records.Built]
+) -> records.Built:
+    """`ref` at `key`: from the cache (or the shared cache) when there, else `build`."""
+    archive = cache_dir / archive_name(f"{ref}-{key}")
+    with cache_lock(cache_dir):
+        _from_shared(archive, cache_dir)
+        cached = _cached(ref, key, archive)
+        if cached is not None:
+            say(f"{ref}: cached ({archive.name})")
+            return _to_shared(cached, cache_dir)
+        return _to_shared(build(key, archive), cache_dir)
+
+
 def ensure_python(spec: PythonBase | None = None, cache_dir: Path = CACHE_DIR) -> records.Built:
     """The Python base image: from the cache when its inputs are unchanged, else built."""
     spec = spec or PythonBase()
-    key = spec.key()
-    archive = cache_dir / archive_name(f"{spec.ref}-{key}")
-    with cache_lock(cache_dir):
-        _from_shared(archive, cache_dir)
-        cached = _cached(spec.ref, key, archive)
-        if cached is not None:
-            say(f"{spec.ref}: cached ({archive.name})")
-            return _to_shared(cached, cache_dir)
-        return _to_shared(_build_python(spec, key, archive, cache_dir), cache_dir)
+    return _ensure(
+        spec.ref,
+        spec.key(),
+        cache_dir,
+        lambda key, archive: _build_python(spec, key, archive, cache_dir),
+    )
 
 
 def _build_python(spec: PythonBase, key: str, archive: Path, cache_dir: Path) -> records.Built:
@@ -271,15 +282,12 @@ def _remove_tree(path: Path) -> None:
 def ensure_uv(spec: UvImage | None = None, cache_dir: Path = CACHE_DIR) -> records.Built:
     """The uv image: from the cache when the version is unchanged, else built."""
     spec = spec or UvImage()
-    key = spec.key()
-    archive = cache_dir / archive_name(f"{spec.ref}-{key}")
-    with cache_lock(cache_dir):
-        _from_shared(archive, cache_dir)
-        cached = _cached(spec.ref, key, archive)
-        if cached is not None:
-            say(f"{spec.ref}: cached ({archive.name})")
-            return _to_shared(cached, cache_dir)
-        return _to_shared(_build_uv(spec, key, archive, cache_dir), cache_dir)
+    return _ensure(
+        spec.ref,
+        spec.key(),
+        cache_dir,
+        lambda key, archive: _build_uv(spec, key, archive, cache_dir),
+    )
 
 
 def _build_uv(spec: UvImage, key: str, archive: Path, cache_dir: Path) -> records.Built:
