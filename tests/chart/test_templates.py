@@ -375,7 +375,7 @@ def test_devcluster_values_route_the_traefik_ingress_to_two_api_pods() -> None:
     assert ingress["spec"]["ingressClassName"] == "traefik"
     assert [r["host"] for r in ingress["spec"]["rules"]] == ["structured-api.localhost"]
     assert one(docs, "Deployment", "-api")["spec"]["replicas"] == 2
-    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert one(docs, "PodDisruptionBudget", "-api")["spec"]["minAvailable"] == 1
     # One ingress hop: X-Forwarded-For from Traefik is trusted, nothing beyond it.
     assert one(docs, "ConfigMap")["data"]["TRUSTED_PROXIES"] == "1"
 
