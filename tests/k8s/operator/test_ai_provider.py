@@ -234,7 +234,7 @@ def test_a_provider_cannot_read_a_secret_that_did_not_opt_in_nor_the_release_own
 ) -> None:
     # The operator gets the protected names exactly as the chart renders them for release `t`.
     protected = chart_protected_secrets(kube)
-    release_db = "t-structured-api-database"
+    release_db = "t-structured-api-urls"
     assert f"{kube.namespace}/{release_db}" in protected.split(",")
     operator = operator_factory(OPERATOR_PROTECTED_SECRETS=protected)
     operator.start()
