@@ -14,6 +14,7 @@ from typing import Any, Final
 from flask import Blueprint, Response, current_app, stream_with_context
 
 from app.ai import generate as ai_service
+from app.ai.compat import openai_stream
 from app.ai.compat import openai_wire as wire
 from app.ai.embedding import embed
 from app.ai.extension import gateway
@@ -71,7 +72,9 @@ def chat_completions(body: wire.ChatCompletionBody) -> Response:
         session_factory=current_app.extensions[SESSION_FACTORY],
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    fmt = wire.ChunkFormat(generation_id=stream.id, model=body.model, include_usage=include_usage)
+    fmt = openai_stream.ChunkFormat(
+        generation_id=stream.id, model=body.model, include_usage=include_usage
+    )
     return Response(
         stream_with_context(stream.run(fmt)),
         mimetype="text/event-stream",

@@ -57,10 +57,8 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         # Retry forever: Celery's default (100 attempts) gives up on a long outage, and the
         # worker process would exit (celery docs, broker_connection_max_retries).
         broker_connection_max_retries=None,
-        # A task running when the broker connection drops keeps running and acknowledges
-        # on the new connection (broker.py); our late-ack tasks are idempotent, so
-        # cancelling them would only waste work (celery docs,
-        # worker_cancel_long_running_tasks_on_connection_loss).
+        # A task running when the broker drops keeps running and acknowledges afterwards
+        # (broker.py): our late-ack tasks are idempotent, cancelling them wastes work.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         result_backend=settings.result_backend,
         broker_transport_options=transport,

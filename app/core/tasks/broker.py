@@ -1,37 +1,14 @@
 """Celery's Redis broker transport, fixed so a worker survives its broker going away.
 
-**The defect** (kombu 5.7.0, `kombu/transport/redis.py`). When the worker's consumer
-loses the broker, Celery closes the kombu connection twice
-(`celery/worker/consumer/consumer.py`, `on_connection_error_after_connected`: `collect()`,
-then `close()`). If the error reached the consumer through another socket (the remote
-control's pub/sub one) while a `BRPOP` was in flight, the first close of the Redis
-`Channel` stops at its first line: reading the pending `BRPOP` reply raises
-`ConnectionError`, which kombu's `maybe_close_channel` ignores. `collect()` then clears
-`Transport.client` (`kombu/connection.py`, `_do_close_transport`). The second close gets
-further: it drops the channel's connection pools (`_disconnect_pools` sets them to None)
-and then restores the unacknowledged messages of late-ack tasks (`virtual.Channel.close`,
-`QoS.restore_unacked_once`), which builds a new pool from `self.connection.client`
-(`Channel._connparams`): `AttributeError: 'NoneType' object has no attribute 'hostname'`.
-That is not a connection error, so it escapes `ignore_errors` and the worker stops for
-good ("Unrecoverable error"). It takes a late-ack task held by one pool process while the
-consumer asks for work for another, the normal state of a worker with `--concurrency` > 1.
-The same rebuild runs when a task that was running during the outage finishes and
-acknowledges its message on the old, closed channel. Reproduced on the first outage by
-tests/ai/jobs/test_broker_restarts.py with kombu's own transport.
-
-**The fix, at the cause**: a channel keeps its pools after it is closed. Closing
-disconnects their sockets (what kombu's close is for) but keeps the pool objects, which
-know the address and credentials and reconnect lazily. A closed channel can then still
-restore or acknowledge a message once Redis answers again, without reading anything from
-the closed transport (while Redis is down, the restore fails with a connection error,
-which kombu ignores: the message stays in Redis's unacked hash, to be acknowledged when
-the task finishes or restored after the visibility timeout). After a fork the child drops
-the pools, as kombu does (its connections are the parent's). A restore after kombu
-detached the channel from its transport finds the broker state through the transport the
-channel was opened on.
-
-`app/core/tasks/__init__.py` selects this transport through Celery's `broker_transport`
-setting for `redis://` and `rediss://` brokers.
+kombu 5.7.0 stopped a worker for good ("Unrecoverable error: AttributeError: 'NoneType'
+object has no attribute 'hostname'") when Celery closed a lost connection while a pool
+process held a late-ack task: the second close restored the unacknowledged message
+through a pool rebuilt from a transport kombu had already detached. The fix, at the
+cause: a channel keeps its pools after it is closed (sockets closed, addresses and
+credentials kept, reconnecting lazily), so it can still restore or acknowledge once Redis
+answers; a forked child drops them as kombu does. The whole chain, with kombu's and
+Celery's functions: docs/jobs.md, "When the broker restarts". Regression test:
+tests/ai/jobs/test_broker_restarts.py.
 """
 
 from __future__ import annotations
