@@ -7,9 +7,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
-from flask import Blueprint, Response, current_app, request, stream_with_context
+from flask import Blueprint, Response, current_app, request
 
 from app.ai import generate as ai_service
+from app.ai import http as ai_http
 from app.ai import spend as ai_spend
 from app.ai.extension import gateway
 from app.ai.history import records as ai_history
@@ -23,33 +24,25 @@ from app.ai.models import (
     SpendPublic,
     SpendQuery,
 )
-from app.ai.streaming import open_stream
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
-from app.core.db import SESSION_FACTORY, get_session
+from app.core.db import get_session
 from app.core.errors import ValidationFailed
 from app.core.openapi import operation
 from app.core.responses import accepted, ok
 from app.core.warnings import WarningLevel, warn
-from app.settings import Settings
 
 bp = Blueprint("ai", __name__, url_prefix="/ai")
 
 TAGS: Final = ["ai"]
 IDEMPOTENCY_KEY: Final = "Idempotency-Key"
 IDEMPOTENT_REPLAYED: Final = "Idempotent-Replayed"
-SSE_MIMETYPE: Final = "text/event-stream"
 # draft-ietf-httpapi-idempotency-key-header: an opaque string; we accept printable ASCII.
 _KEY_PATTERN: Final = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["settings"]
-    return settings
-
-
 def _call(body: GenerateBody, path: str) -> ai_service.Call:
-    return ai_service.Call(current_caller(), body, _settings(), gateway(), path=path)
+    return ai_service.Call(current_caller(), body, ai_http.settings(), gateway(), path=path)
 
 
 @bp.post("/generate")
@@ -76,17 +69,7 @@ def generate(body: GenerateBody) -> Response:
     call = _call(body, request.path)
     if not body.stream:
         return ok(ai_service.generate(call=call, session=get_session))
-    stream = open_stream(
-        call=call,
-        session=get_session(),
-        session_factory=current_app.extensions[SESSION_FACTORY],
-    )
-    return Response(
-        stream_with_context(stream.sse()),
-        mimetype=SSE_MIMETYPE,
-        # No proxy buffering (nginx honours X-Accel-Buffering) and no caching.
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return ai_http.event_stream(ai_http.open_request_stream(call).sse())
 
 
 def _idempotency_key() -> str | None:
@@ -133,7 +116,7 @@ def submit_job(body: GenerateBody) -> Response:
         call=_call(body, request.path),
         raw_body=body.model_dump(mode="json", exclude_unset=True),
         idempotency_key=key,
-        settings=_settings(),
+        settings=ai_http.settings(),
         trace=jobs.trace_carrier(request.headers),
     )
     job = submitted.job

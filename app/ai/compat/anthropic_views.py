@@ -11,27 +11,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from flask import Blueprint, Response, current_app, stream_with_context
+from flask import Blueprint, Response
 
 from app.ai import generate as ai_service
+from app.ai import http as ai_http
 from app.ai.compat import anthropic_wire as wire
 from app.ai.extension import gateway
-from app.ai.streaming import open_stream
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
-from app.core.db import SESSION_FACTORY, get_session
+from app.core.db import get_session
 from app.core.openapi import operation
 from app.core.responses import json_response
-from app.settings import Settings
 
 bp = Blueprint("anthropic_compat", __name__, url_prefix="/anthropic/v1")
 
 TAGS: Final = ["anthropic-compatible"]
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["settings"]
-    return settings
 
 
 @bp.post("/messages")
@@ -46,7 +40,7 @@ def messages(body: wire.MessagesBody) -> Response:
     """A message for the caller, in Anthropic's shape."""
     chat = wire.chat_request(body)
     call = ai_service.Call(
-        current_caller(), None, _settings(), gateway(),
+        current_caller(), None, ai_http.settings(), gateway(),
         path=ai_service.GENERATE_PATH, chat=chat, surface="anthropic",
     )  # fmt: skip
     if not body.stream:
@@ -54,19 +48,11 @@ def messages(body: wire.MessagesBody) -> Response:
         payload = wire.message_json(
             generation_id=public.id, model=body.model, completion=result.completion
         )
-        headers = {"X-AI-Generation-Id": str(public.id), "X-AI-Provider": result.provider}
-        return json_response(payload, headers=headers)
-    stream = open_stream(
-        call=call,
-        session=get_session(),
-        session_factory=current_app.extensions[SESSION_FACTORY],
-    )
+        return json_response(payload, headers=ai_http.answer_headers(public.id, result.provider))
+    stream = ai_http.open_request_stream(call)
     fmt = wire.EventFormat(
         generation_id=stream.id, model=body.model, request=chat, first=stream.opened.first
     )
-    return Response(
-        stream_with_context(stream.run(fmt)),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                 "X-AI-Generation-Id": str(stream.id), "X-AI-Provider": stream.opened.provider},
-    )  # fmt: skip
+    return ai_http.event_stream(
+        stream.run(fmt), ai_http.answer_headers(stream.id, stream.opened.provider)
+    )

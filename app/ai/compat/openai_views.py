@@ -11,37 +11,26 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from flask import Blueprint, Response, current_app, stream_with_context
+from flask import Blueprint, Response
 
 from app.ai import generate as ai_service
+from app.ai import http as ai_http
 from app.ai.compat import openai_stream
 from app.ai.compat import openai_wire as wire
 from app.ai.embedding import embed
 from app.ai.extension import gateway
-from app.ai.streaming import open_stream
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
-from app.core.db import SESSION_FACTORY, get_session
+from app.core.db import get_session
 from app.core.errors import ApiError, ErrorCode
 from app.core.openapi import operation
 from app.core.responses import json_response
 from app.ratelimit.service import caller_roles
-from app.settings import Settings
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/openai/v1")
 
 TAGS: Final = ["openai-compatible"]
-SSE_HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 OWNED_BY: Final = "structured-api"
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.extensions["settings"]
-    return settings
-
-
-def _answer_headers(generation_id: Any, provider: str) -> dict[str, str]:
-    return {"X-AI-Generation-Id": str(generation_id), "X-AI-Provider": provider}
 
 
 @bp.post("/chat/completions")
@@ -54,7 +43,7 @@ def _answer_headers(generation_id: Any, provider: str) -> dict[str, str]:
 )
 def chat_completions(body: wire.ChatCompletionBody) -> Response:
     """A chat completion for the caller, in OpenAI's shape."""
-    settings = _settings()
+    settings = ai_http.settings()
     chat = wire.chat_request(body, default_max_tokens=settings.ai_default_max_tokens)
     call = ai_service.Call(
         current_caller(), None, settings, gateway(),
@@ -65,20 +54,14 @@ def chat_completions(body: wire.ChatCompletionBody) -> Response:
         payload = wire.completion_json(
             generation_id=public.id, model=body.model, completion=result.completion
         )
-        return json_response(payload, headers=_answer_headers(public.id, result.provider))
-    stream = open_stream(
-        call=call,
-        session=get_session(),
-        session_factory=current_app.extensions[SESSION_FACTORY],
-    )
+        return json_response(payload, headers=ai_http.answer_headers(public.id, result.provider))
+    stream = ai_http.open_request_stream(call)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     fmt = openai_stream.ChunkFormat(
         generation_id=stream.id, model=body.model, include_usage=include_usage
     )
-    return Response(
-        stream_with_context(stream.run(fmt)),
-        mimetype="text/event-stream",
-        headers={**SSE_HEADERS, **_answer_headers(stream.id, stream.opened.provider)},
+    return ai_http.event_stream(
+        stream.run(fmt), ai_http.answer_headers(stream.id, stream.opened.provider)
     )
 
 
@@ -119,7 +102,7 @@ def embeddings(body: wire.EmbeddingsBody) -> Response:
     if not inputs:
         raise wire.unsupported("input", "at least one input is needed")
     result, generation_id = embed(
-        caller=current_caller(), settings=_settings(), gateway=gateway(), model=body.model,
+        caller=current_caller(), settings=ai_http.settings(), gateway=gateway(), model=body.model,
         inputs=inputs, dimensions=body.dimensions, session=get_session, surface="openai",
     )  # fmt: skip
     usage = result.embeddings.usage
@@ -130,4 +113,4 @@ def embeddings(body: wire.EmbeddingsBody) -> Response:
         usage=usage,
         base64=body.encoding_format == "base64",
     )
-    return json_response(payload, headers=_answer_headers(generation_id, result.provider))
+    return json_response(payload, headers=ai_http.answer_headers(generation_id, result.provider))
