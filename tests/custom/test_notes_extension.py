@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import Connection, text
 from sqlmodel import Session
 
@@ -235,3 +236,68 @@ def test_services_are_usable_without_http(session: Session) -> None:
     rows, total = services.list_notes(session=session, owner_id=owner, limit=10, offset=0)
     assert total == 1 and rows[0].id == note.id
     assert services.list_notes(session=session, owner_id=other, limit=10, offset=0) == ([], 0)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_the_listing_is_cached_per_caller_and_every_write_invalidates_it(
+    client: FlaskClient, session: Session, prefix: str
+) -> None:
+    alice, bob = signed_in(session), signed_in(session)
+    first = write(client, prefix, alice, "first")
+
+    def listing(headers: Headers, **extra: str) -> Any:
+        return client.get(f"{prefix}/notes", headers={**headers, **extra})
+
+    def ids(response: Any) -> list[str]:
+        return [n["id"] for n in items(response.get_json()["data"])]
+
+    miss, hit = listing(alice), listing(alice)
+    assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT")
+    assert ids(hit) == ids(miss) == [first]
+    assert hit.headers["Vary"] == "Authorization, X-API-Key"
+    assert listing(alice, **{"If-None-Match": hit.headers["ETag"]}).status_code == 304
+    # Another caller has its own entry: never alice's notes.
+    assert listing(bob).headers["X-Cache"] == "MISS" and ids(listing(bob)) == []
+
+    # Each kind of write makes the next listing fresh, through either version's routes.
+    second = write(client, prefix, alice, "second")
+    after_create = listing(alice)
+    assert after_create.headers["X-Cache"] == "MISS" and ids(after_create) == [second, first]
+    assert listing(alice, **{"If-None-Match": hit.headers["ETag"]}).status_code == 200
+
+    client.patch(f"{prefix}/notes/{first}", json={"title": "renamed"}, headers=alice)
+    titles = [n["title"] for n in items(listing(alice).get_json()["data"])]
+    assert titles == ["second", "renamed"]
+
+    assert client.delete(f"{prefix}/notes/{second}", headers=alice).status_code == 200
+    assert ids(listing(alice)) == [first]
+
+    # A refused write invalidates nothing: the entry stays a hit.
+    listing(alice)
+    assert (
+        client.patch(f"{prefix}/notes/{second}", json={"title": "x"}, headers=alice).status_code
+        == 404
+    )
+    assert listing(alice).headers["X-Cache"] == "HIT"
+
+
+def test_cache_metrics_count_hits_misses_and_invalidations(
+    client: FlaskClient, session: Session
+) -> None:
+    me = signed_in(session)
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = {
+        r: sample("sapi_cache_requests_total", cache="list_notes", result=r)
+        for r in ("miss", "hit", "not_modified")
+    }
+    invalidations = sample("sapi_cache_invalidations_total", cache="create_note")
+    write(client, "/v1", me)
+    etag = client.get("/v1/notes", headers=me).headers["ETag"]
+    client.get("/v1/notes", headers=me)
+    client.get("/v1/notes", headers={**me, "If-None-Match": etag})
+    after = {r: sample("sapi_cache_requests_total", cache="list_notes", result=r) for r in before}
+    assert {r: after[r] - before[r] for r in before} == {"miss": 1, "hit": 1, "not_modified": 1}
+    assert sample("sapi_cache_invalidations_total", cache="create_note") == invalidations + 1

@@ -23,6 +23,7 @@ from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
 from app.auth.decorators import require_auth
+from app.cache.http import cached
 from app.core.db import get_session
 from app.core.errors import ValidationFailed
 from app.core.openapi import operation
@@ -93,6 +94,7 @@ def list_page(
 
 @bp.get("")
 @require_auth()
+@cached(ttl=60, tags=[v1_views.NOTES_TAG])
 @operation(
     "List your notes (cursor pagination)",
     tags=TAGS,

@@ -4,6 +4,10 @@ Every route needs a signed-in user (`@require_auth`, above `@operation` so a cal
 authorized before its body is validated) and works on the caller's own notes only.
 Readonly accounts may read; writing needs the `user` role (the decorator's rule for
 unsafe methods). API keys are refused: no route names a scope (docs/auth.md).
+
+The listing is served from the response cache (docs/caching.md): `@cached` sits below
+`@require_auth`, so a hit is still authorized, and every write invalidates the caller's
+`notes:{caller}` tag once it succeeded, so a list never misses a note the caller wrote.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from flask import Blueprint, Response, g
 
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
+from app.cache.http import cached, invalidates
 from app.core.db import get_session
 from app.core.errors import ErrorCode, Unauthorized
 from app.core.openapi import operation
@@ -26,6 +31,9 @@ from app.custom.notes.models import (
     NotesPublic,
     NoteUpdate,
 )
+
+#: What a listing depends on: the caller's notes (app/api/v2/notes.py uses it too).
+NOTES_TAG = "notes:{caller}"
 
 bp = Blueprint("custom_notes", __name__, url_prefix="/v1/notes")
 TAGS = ["notes (extension example)"]
@@ -46,6 +54,7 @@ def owner() -> uuid.UUID:
 
 @bp.post("")
 @require_auth()
+@invalidates(NOTES_TAG)
 @operation(
     "Create a note",
     tags=TAGS,
@@ -65,6 +74,7 @@ def create_note(body: NoteCreate) -> Response:
 
 @bp.get("")
 @require_auth()
+@cached(ttl=60, tags=[NOTES_TAG])
 @operation(
     "List your notes",
     tags=TAGS,
@@ -93,6 +103,7 @@ def get_note(note_id: uuid.UUID) -> Response:
 
 @bp.patch("/<uuid:note_id>")
 @require_auth()
+@invalidates(NOTES_TAG)
 @operation(
     "Update one of your notes",
     tags=TAGS,
@@ -109,6 +120,7 @@ def update_note(note_id: uuid.UUID, body: NoteUpdate) -> Response:
 
 @bp.delete("/<uuid:note_id>")
 @require_auth()
+@invalidates(NOTES_TAG)
 @operation("Delete one of your notes", tags=TAGS, auth=True, errors=[404, 503])
 def delete_note(note_id: uuid.UUID) -> Response:
     """Delete a note of the caller's."""
