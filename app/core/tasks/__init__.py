@@ -3,7 +3,8 @@
 Pattern from Flask's own `examples/celery`. Broker and result backend share Redis;
 the visibility timeout is set once, in both transport and backend options, above any
 retry delay we schedule (celery docs: backends-and-brokers/redis). A Redis broker runs
-on our own kombu transport (`broker.py`), which keeps a worker alive when Redis restarts.
+on our own kombu transport (`broker.py`), which keeps a worker alive when Redis restarts;
+behind Sentinel (`redis+sentinel://`), on its Sentinel variant.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Any, Final
 from celery import Celery, Task
 from flask import Flask
 
+from app.core.redis_sentinel import celery_redis
 from app.settings import Settings
 
 EXTENSION: Final = "celery"
 _TRANSPORTS: Final = {
     "redis": "app.core.tasks.broker:Transport",
     "rediss": "app.core.tasks.broker:Transport",
+    "sentinel": "app.core.tasks.broker:SentinelTransport",
 }
 
 
@@ -42,11 +45,15 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
     }
+    # redis+sentinel:// becomes Celery's `sentinel://a;sentinel://b` plus `master_name`
+    # (app/core/redis_sentinel.py); any other URL passes unchanged.
+    broker = celery_redis(settings.broker_url, sentinel_password=settings.sentinel_password())
+    backend = celery_redis(settings.result_backend, sentinel_password=settings.sentinel_password())
     celery_app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=broker.url,
         # kombu's Redis transport with the fix of app/core/tasks/broker.py (a worker
         # otherwise stops for good when Redis goes away while it holds late-ack tasks).
-        broker_transport=_transport_for(settings.broker_url),
+        broker_transport=_transport_for(broker.url),
         # rediss://: verify the server's certificate (kombu's default for the scheme is
         # CERT_NONE with a warning, kombu/connection.py).
         broker_use_ssl=(
@@ -60,9 +67,9 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         # A task running when the broker drops keeps running and acknowledges afterwards
         # (broker.py): our late-ack tasks are idempotent, cancelling them wastes work.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        result_backend=settings.result_backend,
-        broker_transport_options=transport,
-        result_backend_transport_options=transport,
+        result_backend=backend.url,
+        broker_transport_options={**transport, **broker.transport_options},
+        result_backend_transport_options={**transport, **backend.transport_options},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

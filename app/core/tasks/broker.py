@@ -17,7 +17,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "SentinelChannel", "SentinelTransport", "Transport"]
 
 
 class Channel(kombu_redis.Channel):
@@ -42,6 +42,14 @@ class Channel(kombu_redis.Channel):
         for pool in (self._pool, self._async_pool):
             if pool is not None:
                 pool.disconnect()
+        # Behind Sentinel: also the sockets to the sentinels (kombu closes them for the same
+        # leak, celery/kombu#1108), keeping the managers, which reconnect lazily.
+        for manager in (
+            getattr(self, "_sentinel_manager", None),
+            getattr(self, "_async_sentinel_manager", None),
+        ):
+            for node in getattr(manager, "sentinels", ()):
+                node.connection_pool.disconnect()
 
     def _after_fork(self) -> None:
         # The parent's sockets: drop the pools altogether (kombu's own behaviour).
@@ -52,3 +60,16 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with `Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with the same fix: its pools (and the Sentinel managers
+    that resolve the master for them) survive `close()`. A kept pool asks the sentinels
+    for the master again on its next connection, so a restore after a failover reaches
+    the new master."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with `SentinelChannel`."""
+
+    Channel = SentinelChannel
