@@ -16,7 +16,7 @@ URL in the form its sentinel transport and result backend read (`celery_urls`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 import redis
@@ -27,10 +27,18 @@ from app.settings.redis_url import SentinelTarget, is_sentinel_url, parse
 __all__ = ["CeleryRedis", "SentinelTarget", "celery_redis", "connect", "is_sentinel_url", "parse"]
 
 
+#: Least seconds a sentinel gets to answer: its lookup runs only when a connection is
+#: (re)made, and a 0.2 s budget meant for one rate-limit command turned cold starts on a
+#: loaded machine into timeouts (tests/chaos/test_sentinel_failover.py).
+SENTINEL_TIMEOUT_FLOOR: Final = 0.5
+
+
 def _sentinel_kwargs(sentinel_password: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
     # redis-py gives the sentinels only the socket_* options unless told otherwise
     # (redis/sentinel.py, Sentinel.__init__): keep those, add the sentinels' password.
     own = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        own[key] = max(own.get(key) or 0.0, SENTINEL_TIMEOUT_FLOOR)
     if sentinel_password:
         own["password"] = sentinel_password
     return own
