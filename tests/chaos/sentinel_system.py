@@ -175,6 +175,7 @@ def failover_figures(load: Load, killed: float) -> dict[str, Any]:
         "first_error_s": round(first - killed, 2),
         "last_error_end_s": round(last - killed, 2),
         "slowest_s": round(slowest.elapsed, 2) if slowest else 0.0,
+        "slowest_error_s": round(max((o.elapsed for o in errors), default=0.0), 2),
         "slowest_op": f"{slowest.op} {slowest.status}" if slowest else None,
         "codes": dict(Counter(f"{o.op} {o.status} {o.code}" for o in errors)),
     }

@@ -6,8 +6,8 @@ beat, all on `REDIS_URL=redis+sentinel://...`. What docs/operations.md promises 
 Sentinel failover, held here:
 
 * the API keeps answering: a request fails only with a documented 503 (or 429) envelope,
-  each answered within `ANSWER_BUDGET_S`, and the errors stop within `FAILOVER_GAP_S`
-  of the kill (`down-after-milliseconds` 1 s here);
+  each answered within `ERROR_BUDGET_S` (any answer within `ANSWER_BUDGET_S`), and the
+  errors stop within `FAILOVER_GAP_S` of the kill (`down-after-milliseconds` 1 s here);
 * every job the API accepted (202) succeeds, with exactly one generation row;
 * the Celery worker, beat and gunicorn's workers are the same processes afterwards;
 * neither the data nodes' nor the sentinels' password appears in any log.
@@ -47,7 +47,10 @@ DOCUMENTED: Final = {
 #: `down-after-milliseconds` + election and promotion + the clients' reconnect).
 FAILOVER_GAP_S: Final = 8.0
 #: Longest a failed request may take (connect and socket timeouts are 0.2-0.5 s).
-ANSWER_BUDGET_S: Final = 3.0
+ERROR_BUDGET_S: Final = 3.0
+#: Longest any request may take: a job submission in flight at the kill waited up to
+#: 7.4 s on the broker before its 202 (docs/operations.md, "Redis topologies").
+ANSWER_BUDGET_S: Final = 10.0
 #: Load before the fault and after the promotion.
 STEADY_S: Final = 4.0
 SETTLE_S: Final = 10.0
@@ -91,6 +94,7 @@ def test_a_sentinel_failover_under_load_costs_only_documented_503s_and_no_job(
     assert not undocumented, Counter((o.op, o.status, o.code) for o in undocumented)
     for figures in (report, report["reads"]):
         assert figures["last_error_end_s"] < FAILOVER_GAP_S, report
+        assert figures["slowest_error_s"] < ERROR_BUDGET_S, report
         assert figures["slowest_s"] < ANSWER_BUDGET_S < CLIENT_TIMEOUT_S, report
     assert after and all(o.ok for o in after), [o for o in after if not o.ok][:5]
 
