@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config_store import channel
 from app.config_store.loader import load_snapshot, read_generation
 from app.core.observability import metrics
-from app.core.redis_sentinel import connect
+from app.settings.redis_url import connect
 
 if TYPE_CHECKING:
     from app.config_store.store import ConfigStore

@@ -2,9 +2,7 @@
 
 `build_client` makes the pooled client every process shares (the Flask side keeps it in
 `app.extensions`: app/core/redis.py); `ThreadCommands` gives a hot path its own
-connection per thread. A `redis+sentinel://` URL gets a Sentinel-managed client
-(app/core/redis_sentinel.py), whose connections `ThreadCommands` makes the same way, so
-they too find the new master after a failover.
+connection per thread; both follow a Sentinel failover (app/settings/redis_url.py).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
-from app.core.redis_sentinel import connect
 from app.settings import Settings
 
 
@@ -29,9 +26,8 @@ def build_client(settings: Settings) -> redis.Redis:
     redis/redis-py#2243: without socket_timeout a dead server can block a worker
     forever; redis-py's default retry policy would also multiply the wait.
     """
-    return connect(
+    return settings.redis_client(
         settings.redis_url,
-        sentinel_password=settings.sentinel_password(),
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
         health_check_interval=15,
@@ -83,9 +79,7 @@ class ThreadCommands:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                # A no-op once connected; a Sentinel-managed connection finds the master
-                # only in connect(), not in the connect that send_command would make.
-                conn.connect()  # type: ignore[no-untyped-call]
+                conn.connect()  # type: ignore[no-untyped-call]  # Sentinel: finds the master
                 conn.send_command(*args)  # type: ignore[no-untyped-call]
                 return conn.read_response()  # type: ignore[no-untyped-call]
             except ResponseError:

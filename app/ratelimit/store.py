@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from app.core.redis_client import ThreadCommands
-from app.core.redis_sentinel import connect
+from app.settings.redis_url import connect
 
 log = logging.getLogger("structured_api.ratelimit")
 
@@ -43,7 +43,7 @@ def build_client(url: str, *, timeout: float, sentinel_password: str | None = No
 
     The single retry covers pooled connections a restarted Redis closed; it is limited to
     connection errors so a slow Redis costs one timeout, not two. `redis+sentinel://` URLs
-    work too (app/core/redis_sentinel.py).
+    work too (app/settings/redis_url.py).
     """
     return connect(
         url,

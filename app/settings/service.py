@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import redis
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 from app.settings.common import split_commas
 from app.settings.environment import Environment
-from app.settings.redis_url import is_sentinel_url
+from app.settings.redis_url import CeleryRedis, celery_redis, connect, is_sentinel_url
 from app.settings.redis_url import parse as parse_sentinel_url
 
 
@@ -165,6 +166,19 @@ class ServiceSettings(BaseSettings):
         """REDIS_SENTINEL_PASSWORD in clear, for the clients of redis+sentinel:// URLs."""
         secret = self.redis_sentinel_password
         return secret.get_secret_value() if secret is not None else None
+
+    def redis_client(self, url: str, **kwargs: Any) -> redis.Redis:
+        """`redis.Redis.from_url(url, **kwargs)`, Sentinel URLs included (`connect`)."""
+        return connect(url, sentinel_password=self.sentinel_password(), **kwargs)
+
+    def celery_redis(self) -> tuple[CeleryRedis, CeleryRedis]:
+        """Celery's broker and result backend URLs and transport options (`celery_redis`)."""
+        password = self.sentinel_password()
+        broker = celery_redis(self.celery_broker_url or self.redis_url, sentinel_password=password)
+        backend = celery_redis(
+            self.celery_result_backend or self.redis_url, sentinel_password=password
+        )
+        return broker, backend
 
     @field_validator("cors_origins", mode="before")
     @classmethod

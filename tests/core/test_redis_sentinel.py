@@ -20,11 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.cli_app import without_password
 from app.core.redis_client import ThreadCommands, build_client
-from app.core.redis_sentinel import celery_redis, connect, parse
 from app.core.tasks import init_app as init_celery
 from app.ratelimit.store import LimiterStore, StoreUnavailable
 from app.ratelimit.store import build_client as limiter_client
 from app.settings import Settings
+from app.settings.redis_url import celery_redis, connect, parse
 
 DATA_PASSWORD = "data-pass-0123"
 SENTINEL_PASSWORD = "sentinel-pass-0123"

@@ -28,7 +28,7 @@ from app.ai.history import records as ai_history
 from app.ai.history.journal import Journal
 from app.core.db import EXTENSION as DB
 from app.core.redis import EXTENSION as REDIS
-from app.core.redis_sentinel import connect
+from app.settings.redis_url import connect
 
 EXTENSION: Final = "ai_history_journal"
 JOURNAL_NAME: Final = "history"

@@ -21,7 +21,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.core.observability import metrics, multiproc
-from app.core.redis_sentinel import connect
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -183,11 +182,8 @@ def start_worker_metrics_server(
     if path is not None:
         multiproc.wipe(path)
     registry = multiproc.scrape_registry()
-    client = connect(
-        settings.broker_url,
-        sentinel_password=settings.sentinel_password(),
-        socket_timeout=1.0,
-        socket_connect_timeout=1.0,
+    client = settings.redis_client(
+        settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
     )
     registry.register(QueueLengthCollector(client, queues_of(celery_app)))
     for collector in collectors:

@@ -3,8 +3,7 @@
 Pattern from Flask's own `examples/celery`. Broker and result backend share Redis;
 the visibility timeout is set once, in both transport and backend options, above any
 retry delay we schedule (celery docs: backends-and-brokers/redis). A Redis broker runs
-on our own kombu transport (`broker.py`), which keeps a worker alive when Redis restarts;
-behind Sentinel (`redis+sentinel://`), on its Sentinel variant.
+on our own kombu transport (`broker.py`), which keeps a worker alive when Redis restarts.
 """
 
 from __future__ import annotations
@@ -15,20 +14,15 @@ from typing import Any, Final
 from celery import Celery, Task
 from flask import Flask
 
-from app.core.redis_sentinel import celery_redis
 from app.settings import Settings
 
 EXTENSION: Final = "celery"
+#: Our transport class per broker URL scheme; any other leaves kombu's choice (amqp, ...).
 _TRANSPORTS: Final = {
     "redis": "app.core.tasks.broker:Transport",
     "rediss": "app.core.tasks.broker:Transport",
     "sentinel": "app.core.tasks.broker:SentinelTransport",
 }
-
-
-def _transport_for(url: str) -> str | None:
-    """Our transport class for a Redis broker URL; None leaves kombu's choice (amqp, ...)."""
-    return _TRANSPORTS.get(url.partition("://")[0])
 
 
 def init_app(app: Flask, settings: Settings) -> Celery:
@@ -45,15 +39,12 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
     }
-    # redis+sentinel:// becomes Celery's `sentinel://a;sentinel://b` plus `master_name`
-    # (app/core/redis_sentinel.py); any other URL passes unchanged.
-    broker = celery_redis(settings.broker_url, sentinel_password=settings.sentinel_password())
-    backend = celery_redis(settings.result_backend, sentinel_password=settings.sentinel_password())
+    broker, backend = settings.celery_redis()  # redis+sentinel://: app/settings/redis_url.py
     celery_app.conf.update(
         broker_url=broker.url,
         # kombu's Redis transport with the fix of app/core/tasks/broker.py (a worker
         # otherwise stops for good when Redis goes away while it holds late-ack tasks).
-        broker_transport=_transport_for(broker.url),
+        broker_transport=_TRANSPORTS.get(broker.url.partition("://")[0]),
         # rediss://: verify the server's certificate (kombu's default for the scheme is
         # CERT_NONE with a warning, kombu/connection.py).
         broker_use_ssl=(

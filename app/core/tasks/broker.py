@@ -1,15 +1,8 @@
-"""Celery's Redis broker transport, fixed so a worker survives its broker going away.
-
-kombu 5.7.0 stopped a worker for good ("Unrecoverable error: AttributeError: 'NoneType'
-object has no attribute 'hostname'") when Celery closed a lost connection while a pool
-process held a late-ack task: the second close restored the unacknowledged message
-through a pool rebuilt from a transport kombu had already detached. The fix, at the
-cause: a channel keeps its pools after it is closed (sockets closed, addresses and
-credentials kept, reconnecting lazily), so it can still restore or acknowledge once Redis
-answers; a forked child drops them as kombu does. The whole chain, with kombu's and
-Celery's functions: docs/jobs.md, "When the broker restarts". Regression test:
-tests/ai/jobs/test_broker_restarts.py.
-"""
+"""Celery's Redis and Redis Sentinel broker transports, fixed so a worker survives its broker
+going away (kombu 5.7.0: "Unrecoverable error: AttributeError: 'NoneType' object has no
+attribute 'hostname'"): a closed channel keeps its pools (sockets closed, addresses kept,
+reconnecting lazily), so it can still restore or acknowledge; a forked child drops them.
+Why and how: docs/jobs.md, "When the broker restarts"; tests/ai/jobs/test_broker_restarts.py."""
 
 from __future__ import annotations
 
@@ -42,14 +35,6 @@ class Channel(kombu_redis.Channel):
         for pool in (self._pool, self._async_pool):
             if pool is not None:
                 pool.disconnect()
-        # Behind Sentinel: also the sockets to the sentinels (kombu closes them for the same
-        # leak, celery/kombu#1108), keeping the managers, which reconnect lazily.
-        for manager in (
-            getattr(self, "_sentinel_manager", None),
-            getattr(self, "_async_sentinel_manager", None),
-        ):
-            for node in getattr(manager, "sentinels", ()):
-                node.connection_pool.disconnect()
 
     def _after_fork(self) -> None:
         # The parent's sockets: drop the pools altogether (kombu's own behaviour).
@@ -63,13 +48,8 @@ class Transport(kombu_redis.Transport):
 
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
-    """kombu's Sentinel channel with the same fix: its pools (and the Sentinel managers
-    that resolve the master for them) survive `close()`. A kept pool asks the sentinels
-    for the master again on its next connection, so a restore after a failover reaches
-    the new master."""
+    """kombu's Sentinel channel with `Channel`'s fix."""
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
-    """kombu's Sentinel transport with `SentinelChannel`."""
-
-    Channel = SentinelChannel
+    Channel = SentinelChannel  # kombu's Sentinel transport with our channel

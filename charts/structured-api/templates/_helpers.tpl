@@ -117,7 +117,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}REDIS_URL{{ end -}}
 {{- end -}}
 {{/* REDIS_URL of the chart's Secret: `redis.url`, or with `redis.sentinel.enabled`
-     redis+sentinel://[:password@]host1:26379,.../<masterName>/<database> (app/core/redis_sentinel.py). */}}
+     redis+sentinel://[:password@]host1:26379,.../<masterName>/<database> (app/settings/redis_url.py). */}}
 {{- define "structured-api.redisUrl" -}}
 {{- $s := .Values.redis.sentinel -}}
 {{- if $s.enabled -}}
