@@ -12,8 +12,8 @@ and drops a connection whose server answers READONLY (a demoted master), both fr
 redis-py's `SentinelConnectionPool` / `SentinelManagedConnection`. Celery gets the same
 URL in the form its sentinel transport and result backend read (`celery_redis`).
 
-Here, below app/core, because every layer names Redis by URL and Settings checks it
-(`parse`) when it loads.
+Here, below app/core, because Settings checks the URL (`parse`) when it loads, and app/core
+is at its size budget (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -86,8 +86,9 @@ def parse(url: str) -> SentinelTarget:
 
 
 #: Least seconds a sentinel gets to answer: its lookup runs only when a connection is
-#: (re)made, and a 0.2 s budget meant for one rate-limit command turned cold starts on a
-#: loaded machine into timeouts (tests/chaos/test_sentinel_failover.py).
+#: (re)made. With the limiter's 0.2 s budget for the lookup too, the first requests of
+#: tests/chaos/test_sentinel_failover.py on a loaded machine timed out (503s before any
+#: fault); with this floor they did not.
 SENTINEL_TIMEOUT_FLOOR: Final = 0.5
 
 
