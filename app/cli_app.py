@@ -19,7 +19,6 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 from dotenv import dotenv_values
@@ -62,14 +61,12 @@ def config_problem(error: ValidationError) -> str:
 
 
 def without_password(url: str) -> str:
-    """`url` with any password removed (for messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """`url` with any password removed (for messages); also multi-host Sentinel URLs."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, tail = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
         return url
-    netloc = f"{parts.username or ''}@{parts.hostname or ''}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return f"{scheme}://{userinfo.partition(':')[0]}@{tail}"
 
 
 def _pgcode(exc: BaseException) -> str | None:

@@ -37,7 +37,9 @@ def _on_worker_init(sender: Any = None, **_: object) -> None:
     # Main process, before any child exists: wipe the multiprocess dir and serve /metrics
     # for the whole worker; solo/threads pools run tasks here, so trace from here too.
     backlog = celery_signals.HistoryBacklogCollector(
-        history_queue.backlog_reader(settings.redis_url)
+        history_queue.backlog_reader(
+            settings.redis_url, sentinel_password=settings.sentinel_password()
+        )
     )
     celery_signals.start_worker_metrics_server(settings, celery_app, [backlog])
     if not _forks(sender):

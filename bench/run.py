@@ -47,6 +47,7 @@ OTHERS: Final[dict[str, list[str]]] = {
     "observability_cost.py": ["--requests", "1000", "--rounds", "3", "--passes", "3"],
     "ai_gateway.py": ["--requests", "300", "--passes", "3"],
     "operator_latency.py": ["--edits", "20", "--cold", "100"],
+    "redis_failover.py": ["--rounds", "3"],
     "litellm.py": [],  # its defaults: 3 rounds, ~4 minutes (LiteLLM from PyPI, cached)
 }
 

@@ -20,7 +20,11 @@ from app.settings import Settings
 
 def init_app(app: Flask, settings: Settings) -> Cache:
     """Create the cache with its own short-timeout Redis client (connects lazily)."""
-    client = build_client(settings.redis_url, timeout=settings.cache_redis_timeout)
+    client = build_client(
+        settings.redis_url,
+        timeout=settings.cache_redis_timeout,
+        sentinel_password=settings.sentinel_password(),
+    )
     cache = Cache(CacheStore(client), CacheConfig(enabled=settings.cache_enabled))
     app.extensions[EXTENSION] = cache
     return cache

@@ -19,7 +19,6 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Final
 
-import redis
 from redis.backoff import NoBackoff
 from redis.client import PubSub
 from redis.exceptions import RedisError
@@ -30,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config_store import channel
 from app.config_store.loader import load_snapshot, read_generation
 from app.core.observability import metrics
+from app.settings.redis_url import connect
 
 if TYPE_CHECKING:
     from app.config_store.store import ConfigStore
@@ -58,6 +58,7 @@ class Watcher:
         self.backoff_cap = cfg.config_retry_max_seconds
         self._database_url = cfg.database_url
         self._redis_url = cfg.redis_url
+        self._sentinel_password = cfg.sentinel_password()
         self._connect_timeout = cfg.db_connect_timeout
         self._redis_timeout = cfg.redis_connect_timeout
         self._engine: Engine | None = None
@@ -70,8 +71,9 @@ class Watcher:
         self._fresh = False  # an announcement arrived since the last load attempt
 
     def _connect_redis(self) -> None:
-        client = redis.Redis.from_url(
+        client = connect(
             self._redis_url,
+            sentinel_password=self._sentinel_password,
             socket_connect_timeout=self._redis_timeout,
             socket_timeout=max(5.0, self.poll_interval * 2),
             socket_keepalive=True,

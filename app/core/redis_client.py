@@ -2,7 +2,7 @@
 
 `build_client` makes the pooled client every process shares (the Flask side keeps it in
 `app.extensions`: app/core/redis.py); `ThreadCommands` gives a hot path its own
-connection per thread.
+connection per thread; both follow a Sentinel failover (app/settings/redis_url.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def build_client(settings: Settings) -> redis.Redis:
     redis/redis-py#2243: without socket_timeout a dead server can block a worker
     forever; redis-py's default retry policy would also multiply the wait.
     """
-    return redis.Redis.from_url(
+    return settings.redis_client(
         settings.redis_url,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_connect_timeout,
@@ -79,6 +79,7 @@ class ThreadCommands:
         for attempt in (1, 2):
             conn = self._connection()
             try:
+                conn.connect()  # type: ignore[no-untyped-call]  # Sentinel: finds the master
                 conn.send_command(*args)  # type: ignore[no-untyped-call]
                 return conn.read_response()  # type: ignore[no-untyped-call]
             except ResponseError:

@@ -37,6 +37,7 @@ def init_app(app: Flask, settings: Settings) -> RateLimiter:
     client = build_client(
         settings.rate_limit_redis_url or settings.redis_url,
         timeout=settings.rate_limit_redis_timeout,
+        sentinel_password=settings.sentinel_password(),
     )
     rl = RateLimiter(store=LimiterStore(client), default=default_limit(settings))
     rl.bind_config_store(app)

@@ -24,6 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from app.core.redis_client import ThreadCommands
+from app.settings.redis_url import connect
 
 log = logging.getLogger("structured_api.ratelimit")
 
@@ -37,14 +38,16 @@ class StoreUnavailable(Exception):
     """Redis could not answer in time (or is in its cooldown after a failure)."""
 
 
-def build_client(url: str, *, timeout: float) -> redis.Redis:
+def build_client(url: str, *, timeout: float, sentinel_password: str | None = None) -> redis.Redis:
     """A client with `timeout` for connect and reads; one immediate retry on a dropped socket.
 
     The single retry covers pooled connections a restarted Redis closed; it is limited to
-    connection errors so a slow Redis costs one timeout, not two.
+    connection errors so a slow Redis costs one timeout, not two. `redis+sentinel://` URLs
+    work too (app/settings/redis_url.py).
     """
-    return redis.Redis.from_url(
+    return connect(
         url,
+        sentinel_password=sentinel_password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),

@@ -26,7 +26,13 @@ class Settings(FeatureSettings, SecuritySettings, ServiceSettings):
     """All configuration, validated once at start-up."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        # A rejected value may be a URL with a password in it, or a key: errors name the
+        # field and the reason, never the value.
+        hide_input_in_errors=True,
     )
 
     @model_validator(mode="after")

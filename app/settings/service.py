@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+import redis
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 from app.settings.common import split_commas
 from app.settings.environment import Environment
+from app.settings.redis_url import CeleryRedis, celery_redis, connect, is_sentinel_url
+from app.settings.redis_url import parse as parse_sentinel_url
 
 
 class ServiceSettings(BaseSettings):
@@ -38,7 +41,17 @@ class ServiceSettings(BaseSettings):
         default=10_000, ge=0, description="PostgreSQL statement_timeout (0 = off)"
     )
 
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis URL: redis://, rediss://, unix:// or, through Sentinel, "
+        "redis+sentinel://[:password@]host1:26379,host2:26379/<master>/<db> "
+        "(docs/operations.md)",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the Redis Sentinel nodes themselves (their requirepass), for "
+        "redis+sentinel:// URLs; the data nodes' password goes in the URL",
+    )
     redis_socket_timeout: float = Field(
         default=0.5, gt=0, description="Seconds per Redis command before giving up"
     )
@@ -142,9 +155,30 @@ class ServiceSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
+        if is_sentinel_url(value):
+            parse_sentinel_url(value)  # a ValueError names the wrong part, never the URL
+            return value
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value
+
+    def sentinel_password(self) -> str | None:
+        """REDIS_SENTINEL_PASSWORD in clear, for the clients of redis+sentinel:// URLs."""
+        secret = self.redis_sentinel_password
+        return secret.get_secret_value() if secret is not None else None
+
+    def redis_client(self, url: str, **kwargs: Any) -> redis.Redis:
+        """`redis.Redis.from_url(url, **kwargs)`, Sentinel URLs included (`connect`)."""
+        return connect(url, sentinel_password=self.sentinel_password(), **kwargs)
+
+    def celery_redis(self) -> tuple[CeleryRedis, CeleryRedis]:
+        """Celery's broker and result backend URLs and transport options (`celery_redis`)."""
+        password = self.sentinel_password()
+        broker = celery_redis(self.celery_broker_url or self.redis_url, sentinel_password=password)
+        backend = celery_redis(
+            self.celery_result_backend or self.redis_url, sentinel_password=password
+        )
+        return broker, backend
 
     @field_validator("cors_origins", mode="before")
     @classmethod

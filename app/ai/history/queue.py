@@ -18,7 +18,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
-import redis
 from flask import Flask, current_app
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
@@ -29,6 +28,7 @@ from app.ai.history import records as ai_history
 from app.ai.history.journal import Journal
 from app.core.db import EXTENSION as DB
 from app.core.redis import EXTENSION as REDIS
+from app.settings.redis_url import connect
 
 EXTENSION: Final = "ai_history_journal"
 JOURNAL_NAME: Final = "history"
@@ -130,9 +130,14 @@ def journal(app: Flask | None = None) -> Journal:
     return held
 
 
-def backlog_reader(redis_url: str) -> Callable[[], int]:
+def backlog_reader(redis_url: str, *, sentinel_password: str | None = None) -> Callable[[], int]:
     """Counts the records not yet in PostgreSQL, on a connection of its own (for scrapes)."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    client = connect(
+        redis_url,
+        sentinel_password=sentinel_password,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
     return Journal(client, name=JOURNAL_NAME, write=None).backlog
 
 

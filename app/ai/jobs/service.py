@@ -223,8 +223,15 @@ def publish(*, celery: Celery, job: AIJob, task_id: str | None = None) -> bool:
     """Send the job's message; False (and the sweeper's turn) when the broker is down."""
     headers = {TRACEPARENT: job.traceparent} if job.traceparent else None
     try:
+        # ignore_result: the job's state lives in PostgreSQL. Without it Celery's Redis
+        # result backend subscribes to the task's result channel on every send, and retries
+        # that subscription for seconds (1 s apart) while Redis fails over.
         celery.send_task(
-            RUN_JOB, args=[str(job.id)], task_id=task_id or job.celery_task_id, headers=headers
+            RUN_JOB,
+            args=[str(job.id)],
+            task_id=task_id or job.celery_task_id,
+            headers=headers,
+            ignore_result=True,
         )
     except Exception as exc:  # kombu raises many types; the sweeper covers every one
         log.warning("job %s not published: %s", job.id, type(exc).__name__)

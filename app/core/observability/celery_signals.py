@@ -182,7 +182,7 @@ def start_worker_metrics_server(
     if path is not None:
         multiproc.wipe(path)
     registry = multiproc.scrape_registry()
-    client = redis.Redis.from_url(
+    client = settings.redis_client(
         settings.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
     )
     registry.register(QueueLengthCollector(client, queues_of(celery_app)))

@@ -17,15 +17,12 @@ from flask import Flask
 from app.settings import Settings
 
 EXTENSION: Final = "celery"
+#: Our transport class per broker URL scheme; any other leaves kombu's choice (amqp, ...).
 _TRANSPORTS: Final = {
     "redis": "app.core.tasks.broker:Transport",
     "rediss": "app.core.tasks.broker:Transport",
+    "sentinel": "app.core.tasks.broker:SentinelTransport",
 }
-
-
-def _transport_for(url: str) -> str | None:
-    """Our transport class for a Redis broker URL; None leaves kombu's choice (amqp, ...)."""
-    return _TRANSPORTS.get(url.partition("://")[0])
 
 
 def init_app(app: Flask, settings: Settings) -> Celery:
@@ -42,11 +39,12 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
     }
+    broker, backend = settings.celery_redis()  # redis+sentinel://: app/settings/redis_url.py
     celery_app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=broker.url,
         # kombu's Redis transport with the fix of app/core/tasks/broker.py (a worker
         # otherwise stops for good when Redis goes away while it holds late-ack tasks).
-        broker_transport=_transport_for(settings.broker_url),
+        broker_transport=_TRANSPORTS.get(broker.url.partition("://")[0]),
         # rediss://: verify the server's certificate (kombu's default for the scheme is
         # CERT_NONE with a warning, kombu/connection.py).
         broker_use_ssl=(
@@ -60,9 +58,9 @@ def init_app(app: Flask, settings: Settings) -> Celery:
         # A task running when the broker drops keeps running and acknowledges afterwards
         # (broker.py): our late-ack tasks are idempotent, cancelling them wastes work.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        result_backend=settings.result_backend,
-        broker_transport_options=transport,
-        result_backend_transport_options=transport,
+        result_backend=backend.url,
+        broker_transport_options={**transport, **broker.transport_options},
+        result_backend_transport_options={**transport, **backend.transport_options},
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         result_serializer="json",

@@ -1,15 +1,8 @@
-"""Celery's Redis broker transport, fixed so a worker survives its broker going away.
-
-kombu 5.7.0 stopped a worker for good ("Unrecoverable error: AttributeError: 'NoneType'
-object has no attribute 'hostname'") when Celery closed a lost connection while a pool
-process held a late-ack task: the second close restored the unacknowledged message
-through a pool rebuilt from a transport kombu had already detached. The fix, at the
-cause: a channel keeps its pools after it is closed (sockets closed, addresses and
-credentials kept, reconnecting lazily), so it can still restore or acknowledge once Redis
-answers; a forked child drops them as kombu does. The whole chain, with kombu's and
-Celery's functions: docs/jobs.md, "When the broker restarts". Regression test:
-tests/ai/jobs/test_broker_restarts.py.
-"""
+"""Celery's Redis and Redis Sentinel broker transports, fixed so a worker survives its broker
+going away (kombu 5.7.0: "Unrecoverable error: AttributeError: 'NoneType' object has no
+attribute 'hostname'"): a closed channel keeps its pools (sockets closed, addresses kept,
+reconnecting lazily), so it can still restore or acknowledge; a forked child drops them.
+Why and how: docs/jobs.md, "When the broker restarts"; tests/ai/jobs/test_broker_restarts.py."""
 
 from __future__ import annotations
 
@@ -17,7 +10,7 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-__all__ = ["Channel", "Transport"]
+__all__ = ["Channel", "SentinelChannel", "SentinelTransport", "Transport"]
 
 
 class Channel(kombu_redis.Channel):
@@ -52,3 +45,11 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with `Channel`."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel with `Channel`'s fix."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel  # kombu's Sentinel transport with our channel

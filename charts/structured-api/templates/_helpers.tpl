@@ -116,11 +116,35 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "structured-api.redisSecretKey" -}}
 {{- if .Values.redis.existingSecret }}{{ .Values.redis.existingSecretKey }}{{ else }}REDIS_URL{{ end -}}
 {{- end -}}
+{{/* REDIS_URL of the chart's Secret: `redis.url`, or with `redis.sentinel.enabled`
+     redis+sentinel://[:password@]host1:26379,.../<masterName>/<database> (app/settings/redis_url.py). */}}
+{{- define "structured-api.redisUrl" -}}
+{{- $s := .Values.redis.sentinel -}}
+{{- if $s.enabled -}}
+{{- if not $s.hosts }}{{ fail "redis.sentinel.enabled needs redis.sentinel.hosts (host:port of each sentinel)" }}{{ end -}}
+{{- $hosts := list -}}
+{{- range $s.hosts }}{{ $hosts = append $hosts (ternary . (printf "%s:26379" .) (contains ":" .)) }}{{ end -}}
+{{- $auth := ternary (printf ":%s@" ($s.password | urlquery)) "" (ne $s.password "") -}}
+{{- printf "redis+sentinel://%s%s/%s/%v" $auth (join "," $hosts) $s.masterName $s.database -}}
+{{- else -}}
+{{- .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+{{/* Where REDIS_SENTINEL_PASSWORD comes from, if anywhere: "name/key", or empty. */}}
+{{- define "structured-api.sentinelPasswordRef" -}}
+{{- $s := .Values.redis.sentinel -}}
+{{- if and $s.enabled $s.existingSecret -}}
+{{ $s.existingSecret }}/{{ $s.existingSecretKey }}
+{{- else if and $s.enabled $s.sentinelPassword -}}
+{{ include "structured-api.urlsSecretName" . }}/REDIS_SENTINEL_PASSWORD
+{{- end -}}
+{{- end -}}
 
 {{/* The release's Secrets as namespace/name (OPERATOR_PROTECTED_SECRETS of the operator). */}}
 {{- define "structured-api.protectedSecrets" -}}
 {{- $ns := .Release.Namespace -}}
 {{- $names := list (include "structured-api.appSecretName" .) (include "structured-api.databaseSecretName" .) (include "structured-api.redisSecretName" .) (include "structured-api.migrationsSecretName" .) -}}
+{{- with include "structured-api.sentinelPasswordRef" . }}{{ $names = append $names (splitList "/" . | first) }}{{ end -}}
 {{- $out := list -}}
 {{- range $names }}{{ $out = append $out (printf "%s/%s" $ns .) }}{{ end -}}
 {{- join "," ($out | uniq) -}}
@@ -147,6 +171,13 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "structured-api.redisSecretName" . }}
       key: {{ include "structured-api.redisSecretKey" . }}
+{{- with include "structured-api.sentinelPasswordRef" . }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ splitList "/" . | first }}
+      key: {{ splitList "/" . | last }}
+{{- end }}
 - name: SECRET_KEY
   valueFrom:
     secretKeyRef:
