@@ -96,6 +96,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
         redis_url=redis_url,
         log_json=True,
         log_level="INFO",
+        # The denylist mirror is a thread per app; in-process apps are made per test and
+        # flush Redis under it, so they read Redis per request. tests/auth/test_revocation_mirror.py
+        # and the real-process suites run it.
+        revocation_mirror_enabled=False,
     )
 
 

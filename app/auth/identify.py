@@ -3,7 +3,8 @@
 Runs as a before_request hook right after the request id (docs/architecture.md), before
 rate limiting, so limits can key on the caller. It never touches PostgreSQL for an
 access token (signature check with keys loaded at start-up; the revocation keys are
-read in the rate-limit stage's Redis call, or with one MGET) and only on a cache miss
+read from the process's denylist mirror, app/auth/revocation_mirror.py, or when it is
+not trusted in the rate-limit stage's Redis call, or with one MGET) and only on a cache miss
 for an API key. A bad credential does not fail the request here: public routes still
 answer; `require_auth` raises the stored error.
 """
@@ -90,7 +91,11 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         session_id=claims.session_id,
         expires_at=claims.expires_at,
     )
-    if _limiter_shares_redis(state):
+    mirror = state.mirror
+    values = mirror.values(revocation_keys(claims)) if mirror is not None else None
+    if values is not None:  # the mirror is trusted: no Redis read for this request
+        check_revocation_values(claims, values)
+    elif _limiter_shares_redis(state):
         _defer_revocation_check(claims)
     else:
         check_access_token(state.redis, claims)

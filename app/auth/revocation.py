@@ -2,14 +2,18 @@
 
 Access tokens are stateless, so revoking one before it expires needs a denylist
 (docs/architecture.md). Entries live exactly as long as a token they could match, so the
-denylist stays small. `identify()` reads all three keys with one MGET.
+denylist stays small. Every write also publishes the entry on `CHANNEL` in the same
+MULTI, for the per-process mirror `identify()` reads (revocation_mirror.py); without a
+trusted mirror it reads all three keys with one MGET.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Final, cast
 
+from flask import current_app, has_app_context
 from redis import Redis
 
 from app.auth.tokens import AccessClaims, TokenError
@@ -20,22 +24,52 @@ DENY_SESSION_PREFIX: Final = "sapi:auth:deny:sid:"
 USER_STATE_PREFIX: Final = "sapi:auth:user:"
 DISABLED: Final = b"d"
 REVOKED_BEFORE: Final = b"r"
+#: Pub/sub channel of every denylist write: `key NUL ttl_ms NUL value`.
+CHANNEL: Final = "sapi:auth:revocations"
+#: Every key prefix of the denylist (what the mirror loads).
+PREFIXES: Final = (DENY_JTI_PREFIX, DENY_SESSION_PREFIX, USER_STATE_PREFIX)
+MIRROR_EXTENSION: Final = "revocation_mirror"  # app.extensions key of this process's mirror
+
+
+def _message(key: str, value: bytes, ttl_ms: int) -> bytes:
+    return key.encode() + b"\0" + str(ttl_ms).encode() + b"\0" + value
+
+
+def parse_message(data: bytes) -> tuple[str, bytes, int] | None:
+    """(key, value, ttl_ms) of a `CHANNEL` message, None when it is not one of ours."""
+    key, sep, rest = data.partition(b"\0")
+    ttl, sep2, value = rest.partition(b"\0")
+    if not (sep and sep2 and ttl.isdigit()) or not key.decode().startswith(PREFIXES):
+        return None
+    return key.decode(), value, int(ttl)
+
+
+def _write(redis: Redis, entries: Iterable[tuple[str, bytes, int]]) -> None:
+    """SET each entry with its TTL (seconds) and PUBLISH it, atomically and in order."""
+    rows = list(entries)
+    pipe = redis.pipeline(transaction=True)
+    for key, value, ttl in rows:
+        pipe.set(key, value, ex=ttl)
+        pipe.publish(CHANNEL, _message(key, value, ttl * 1000))
+    pipe.execute()
+    if has_app_context():  # this process's own requests see it at once
+        mirror = current_app.extensions.get(MIRROR_EXTENSION)
+        if mirror is not None:
+            for key, value, ttl in rows:
+                mirror.note(key, value, ttl * 1000)
 
 
 def deny_token(redis: Redis, *, jti: str, expires_at: int, leeway: int) -> None:
     """Refuse the access token `jti` until it would have expired anyway."""
     ttl = max(1, expires_at + leeway - int(time.time()))
-    redis.set(DENY_JTI_PREFIX + jti, b"1", ex=ttl)
+    _write(redis, [(DENY_JTI_PREFIX + jti, b"1", ttl)])
 
 
 def deny_sessions(redis: Redis, *, session_ids: list[str], access_ttl: int, leeway: int) -> None:
     """Refuse every access token issued for these sessions (refresh-token families)."""
     if not session_ids:
         return
-    pipe = redis.pipeline(transaction=False)
-    for sid in session_ids:
-        pipe.set(DENY_SESSION_PREFIX + sid, b"1", ex=access_ttl + leeway)
-    pipe.execute()
+    _write(redis, [(DENY_SESSION_PREFIX + sid, b"1", access_ttl + leeway) for sid in session_ids])
 
 
 def revoke_user_tokens(
@@ -44,7 +78,7 @@ def revoke_user_tokens(
     """Refuse the user's access tokens issued up to now (disable, role change)."""
     marker = DISABLED if disabled else REVOKED_BEFORE
     value = marker + b":" + str(time.time()).encode()
-    redis.set(USER_STATE_PREFIX + user_id, value, ex=access_ttl + leeway)
+    _write(redis, [(USER_STATE_PREFIX + user_id, value, access_ttl + leeway)])
 
 
 def revocation_keys(claims: AccessClaims) -> list[str]:

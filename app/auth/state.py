@@ -13,6 +13,8 @@ from app.auth.apikey_cache import ApiKeyCache, KeyResolver
 from app.auth.keys import KeyRing
 from app.auth.opaque import successor_key
 from app.auth.passwords import Passwords
+from app.auth.revocation import MIRROR_EXTENSION
+from app.auth.revocation_mirror import RevocationMirror
 from app.settings import Settings
 
 EXTENSION: Final = "auth"
@@ -51,6 +53,18 @@ class AuthState:
         """The app's shared Redis client."""
         client: Redis = self._extensions[REDIS_EXTENSION]
         return client
+
+    @cached_property
+    def mirror(self) -> RevocationMirror | None:
+        """This process's copy of the revocation denylist (None: disabled)."""
+        if not self.settings.revocation_mirror_enabled:
+            return None
+        found: RevocationMirror | None = self._extensions.get(MIRROR_EXTENSION)
+        if found is None:
+            found = self._extensions[MIRROR_EXTENSION] = RevocationMirror(
+                self.settings.redis_url, timeout=self.settings.redis_connect_timeout
+            )
+        return found
 
     @cached_property
     def api_keys(self) -> ApiKeyCache:

@@ -12,6 +12,7 @@ from flask import Flask
 
 from app.core import gates
 from app.ratelimit.compiler import DefaultLimit
+from app.ratelimit.leases import LeaseBook
 from app.ratelimit.service import RateLimiter
 from app.ratelimit.stage import EXTENSION, install, read_gate_keys
 from app.ratelimit.store import LimiterStore, build_client
@@ -33,13 +34,20 @@ def init_app(app: Flask, settings: Settings) -> RateLimiter:
     Policies come from the config store (`app.extensions["config_store"]`) when the app
     has one, looked up on first use since the store is created later in the factory.
     The limiter's store also reads the identify stage's deferred gate (app/core/gates.py).
+    Busy callers are served from leases unless `RATE_LIMIT_LEASE_MS` is 0 (leases.py).
     """
     client = build_client(
         settings.rate_limit_redis_url or settings.redis_url,
         timeout=settings.rate_limit_redis_timeout,
         sentinel_password=settings.sentinel_password(),
     )
-    rl = RateLimiter(store=LimiterStore(client), default=default_limit(settings))
+    store = LimiterStore(client)
+    ttl = settings.rate_limit_lease_ms / 1000
+    rl = RateLimiter(
+        store=store,
+        default=default_limit(settings),
+        leases=LeaseBook(store, ttl=ttl) if ttl > 0 else None,
+    )
     rl.bind_config_store(app)
     app.extensions[EXTENSION] = rl
     gates.register_reader(app, read_gate_keys)

@@ -18,6 +18,7 @@ from app.core.specs.rate_limit import RateLimitPolicySpec
 from app.ratelimit import keys
 from app.ratelimit.compiler import DefaultLimit, compile_policies
 from app.ratelimit.headers import LimitState
+from app.ratelimit.leases import LeaseBook
 from app.ratelimit.matching import Matcher
 from app.ratelimit.model import ANONYMOUS_ROLE, CompiledLimit, CompiledRule, Plan
 from app.ratelimit.store import LimiterStore, Row, StoreUnavailable
@@ -78,6 +79,13 @@ class Decision:
         return max(1, math.ceil(self.rejected.retry_ms / 1000))
 
 
+def _leasable(plan: Plan) -> bool:
+    """Leases only for enforced request limits: no shadow counts, no budget peeks."""
+    if plan.shadow or not plan.enforced:
+        return False
+    return all(not r.token_limits and not r.money_limits for r in plan.enforced)
+
+
 def caller_roles(caller: Caller) -> frozenset[str]:
     """Roles rules match on: the caller's roles with their hierarchy, or `anonymous`."""
     if not caller.is_authenticated:
@@ -120,8 +128,10 @@ class RateLimiter:
         store: LimiterStore,
         default: DefaultLimit | None,
         snapshot: Callable[[], PolicySnapshot] | None = None,
+        leases: LeaseBook | None = None,
     ) -> None:
         self.store = store
+        self.leases = leases
         self.default = default
         self.snapshot = snapshot
         self._matcher: Matcher | None = None
@@ -220,6 +230,10 @@ class RateLimiter:
                 self._count(rule, "exempt")
             return Decision(allowed=True, states=[], policy_header="")
         started = time.perf_counter()
+        if self.leases is not None and not gates and _leasable(plan):
+            leased = self._leased(plan, call, started)
+            if leased is not None:
+                return leased
         try:
             rows, gate_values = self.store.evaluate_gated(
                 call.keys,
@@ -239,6 +253,40 @@ class RateLimiter:
         decision = self._decide(plan, call, rows, started)
         decision.gate_values = gate_values
         return decision
+
+    def _leased(self, plan: Plan, call: _Call, started: float) -> Decision | None:
+        """The decision from a lease (app/ratelimit/leases.py); None: ask per request."""
+        book = self.leases
+        assert book is not None
+        key = tuple(call.keys)
+        lease = book.take(key)
+        if lease is None:
+            limits = [lim for _, lim, _ in call.layout]
+            want = book.want(key, limits)
+            if want <= 1:
+                return None
+            try:
+                granted, lease = book.grant(key, call.keys, limits, want)
+            except StoreUnavailable:
+                return self._degraded(plan, started)
+            if granted == 0:
+                rows = [(int(not retry), rem, reset, retry) for rem, reset, retry in lease.rows]
+                self._count_exempted(plan)
+                return self._decide(plan, call, rows, started)
+        # "remaining": what Redis had left at the grant plus what this lease still holds.
+        states = [
+            LimitState(lim, remaining + lease.left, book.reset_ms(lease, reset_ms))
+            for (_, lim, _), (remaining, reset_ms, _) in zip(call.layout, lease.rows, strict=True)
+        ]
+        # No timer: the histogram times round trips; the decision counter counts this one.
+        self._count_exempted(plan)
+        for rule in plan.enforced:
+            self._count(rule, "allowed")
+        return Decision(allowed=True, states=states, policy_header=plan.policy_header)
+
+    def _count_exempted(self, plan: Plan) -> None:
+        for rule in plan.exempted:
+            self._count(rule, "exempt")
 
     def _degraded(self, plan: Plan, started: float) -> Decision:
         outcome = "fail_closed" if plan.fail_closed else "fail_open"

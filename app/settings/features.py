@@ -65,6 +65,13 @@ class FeatureSettings(BaseSettings):
         description="Connect/read timeout of the limiter's Redis calls, seconds; past it the "
         "policy's failure mode decides",
     )
+    rate_limit_lease_ms: int = Field(
+        default=250,
+        ge=0,
+        le=2000,
+        description="Longest a process may hold permits leased from Redis for a busy caller "
+        "(app/ratelimit/leases.py); 0 keeps one Redis round trip per limited request",
+    )
     cache_enabled: bool = Field(
         default=True, description="Serve opted-in GET endpoints from the Redis response cache"
     )

@@ -32,6 +32,12 @@ class SecuritySettings(BaseSettings):
     jwt_leeway_seconds: int = Field(
         default=5, ge=0, le=60, description="Clock skew tolerated on exp/nbf/iat"
     )
+    revocation_mirror_enabled: bool = Field(
+        default=True,
+        description="Check access tokens against a per-process copy of the revocation "
+        "denylist kept fresh by Redis pub/sub (at most 1 s behind; read from Redis per "
+        "request whenever it cannot be trusted); false reads Redis on every request",
+    )
     access_token_ttl: int = Field(
         default=900, ge=60, le=3600, description="Access token lifetime, seconds"
     )
