@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from app.auth.revocation import CHANNEL, PREFIXES, parse_message
+from app.settings.redis_url import connect
 
 log = logging.getLogger("structured_api.auth")
 
@@ -49,8 +50,9 @@ Entry = tuple[bytes, float]  # value, monotonic expiry (inf: none)
 class RevocationMirror:
     """The denylist entries of one Redis, in memory, and how fresh they are."""
 
-    def __init__(self, url: str, *, timeout: float) -> None:
+    def __init__(self, url: str, *, timeout: float, sentinel_password: str | None = None) -> None:
         self._url = url
+        self._sentinel_password = sentinel_password
         self._timeout = timeout
         self._entries: dict[str, Entry] = {}
         self._fresh_at = -math.inf  # send time of the last PING answered after the load
@@ -101,8 +103,9 @@ class RevocationMirror:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            client = redis.Redis.from_url(
+            client = connect(  # redis+sentinel:// URLs follow the current master
                 self._url,
+                sentinel_password=self._sentinel_password,
                 socket_connect_timeout=self._timeout,
                 socket_timeout=max(2.0, STALE_AFTER * 2),
                 retry=Retry(NoBackoff(), 0),  # this loop owns retries

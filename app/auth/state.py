@@ -62,7 +62,9 @@ class AuthState:
         found: RevocationMirror | None = self._extensions.get(MIRROR_EXTENSION)
         if found is None:
             found = self._extensions[MIRROR_EXTENSION] = RevocationMirror(
-                self.settings.redis_url, timeout=self.settings.redis_connect_timeout
+                self.settings.redis_url,
+                timeout=self.settings.redis_connect_timeout,
+                sentinel_password=self.settings.sentinel_password(),
             )
         return found
 
