@@ -109,11 +109,12 @@ class _Conn:
         """Closed by the peer (or sent something unasked) while it sat idle."""
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+        try:  # poll, not select: no FD_SETSIZE limit on the descriptor
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(readable)
 
 
 class LeanPool:

@@ -11,6 +11,7 @@ import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -200,6 +201,16 @@ def test_connection_close_and_a_peer_that_closed_while_idle_mean_a_new_connectio
     for _ in range(3):
         assert provider.complete(request(), timeout=5).text == "hello there"
     assert server.connections == 3 and provider.transport.lean.opened == 3
+
+
+def test_a_pooled_connection_the_peer_closed_while_idle_is_never_reused(raw: Any) -> None:
+    server = raw(lambda _: (ok(), True))  # keep-alive answer, then the server hangs up
+    provider = provider_at(server.port)
+
+    for _ in range(3):
+        assert provider.complete(request(), timeout=5).text == "hello there"
+        time.sleep(0.05)  # the FIN arrives while the connection sits in the pool
+    assert server.connections == 3 and len(server.requests) == 3
 
 
 def test_statuses_keep_their_meaning_and_retry_after(raw: Any) -> None:
