@@ -264,7 +264,10 @@ def litellm_proxy(exe: Path, sim_url: str, sim_key: str, work: Path) -> Iterator
     # The bundled model price list instead of fetching it from GitHub at every start.
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     log = work / "litellm.log"
-    cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+    # Through the venv's interpreter: the script's shebang names the path it was installed
+    # from, which is gone when .cache/ is shared by checkouts that come and go.
+    cmd = [str(exe.parent / "python"), str(exe), "--config", str(config),
+           "--host", "127.0.0.1", "--port", str(port),
            "--num_workers", "2",
            # uvicorn's default 5 s worker health check kills a worker still importing
            # LiteLLM (20-40 s on a busy 2-core machine): the workers never come up.
