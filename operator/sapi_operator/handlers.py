@@ -250,7 +250,10 @@ async def provider_changed(
 ) -> None:
     """An AIProvider appeared, changed (spec or status) or went: re-evaluate the routes
     that name it (sapi_operator/routes.py; unchanged digests patch nothing)."""
-    if providers_by_name is None or routes_by_provider is None or name not in routes_by_provider:
+    if (
+        name is None or providers_by_name is None or routes_by_provider is None
+        or name not in routes_by_provider
+    ):  # fmt: skip
         return
     try:
         nudged = await actions.nudge_routes(
