@@ -277,7 +277,9 @@ def litellm_proxy(exe: Path, sim_url: str, sim_key: str, work: Path) -> Iterator
                                 start_new_session=True)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 240
+            # Importing LiteLLM took 3.6 minutes of wall time (36 s of CPU) at load average
+            # 19 on this 2-core machine: its three processes each import it.
+            deadline = time.monotonic() + 900
             while True:
                 if proc.poll() is not None:
                     raise SystemExit(f"blocked: {' '.join(cmd)} exited:\n{_tail(log)}")
