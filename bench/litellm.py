@@ -264,7 +264,10 @@ def litellm_proxy(exe: Path, sim_url: str, sim_key: str, work: Path) -> Iterator
     # The bundled model price list instead of fetching it from GitHub at every start.
     env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     log = work / "litellm.log"
-    cmd = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+    # Through the venv's interpreter: the script's shebang names the path it was installed
+    # from, which is gone when .cache/ is shared by checkouts that come and go.
+    cmd = [str(exe.parent / "python"), str(exe), "--config", str(config),
+           "--host", "127.0.0.1", "--port", str(port),
            "--num_workers", "2",
            # uvicorn's default 5 s worker health check kills a worker still importing
            # LiteLLM (20-40 s on a busy 2-core machine): the workers never come up.
@@ -274,7 +277,9 @@ def litellm_proxy(exe: Path, sim_url: str, sim_key: str, work: Path) -> Iterator
                                 start_new_session=True)  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 240
+            # Importing LiteLLM took 3.6 minutes of wall time (36 s of CPU) at load average
+            # 19 on this 2-core machine: its three processes each import it.
+            deadline = time.monotonic() + 900
             while True:
                 if proc.poll() is not None:
                     raise SystemExit(f"blocked: {' '.join(cmd)} exited:\n{_tail(log)}")

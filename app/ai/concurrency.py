@@ -26,8 +26,10 @@ the provider limits do (fail open, docs/rate-limiting.md "Failure modes").
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
-import uuid
+import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, cast
@@ -83,6 +85,20 @@ class Store(Protocol):
     ) -> object: ...
 
 
+_tag: tuple[int, str] = (0, "")
+_counter = itertools.count()
+
+
+def _member() -> str:
+    """A slot id unique across processes and replicas: a random tag per process (made
+    again after a fork) and a counter, cheaper than a uuid4 (no `os.urandom` per call)."""
+    global _tag
+    pid = os.getpid()
+    if _tag[0] != pid:
+        _tag = (pid, secrets.token_hex(8))
+    return f"{_tag[1]}-{next(_counter)}"
+
+
 def lease_seconds(settings: Settings) -> float:
     """How long an unreleased slot counts: a stream opens within AI_REQUEST_DEADLINE and
     ends by AI_STREAM_MAX_SECONDS plus one read (at most AI_REQUEST_DEADLINE), a JSON call
@@ -113,7 +129,7 @@ def acquire(store: Store | None, owner: str, *, limit: int, lease_seconds: float
     """A slot among `owner`'s `limit`; 429 `RATE_CONCURRENCY_LIMIT` when all are taken."""
     if limit <= 0 or store is None:
         return Slot()
-    key, member = PREFIX + owner, uuid.uuid4().hex
+    key, member = PREFIX + owner, _member()
     lease_ms = max(1, round(lease_seconds * 1000))
     try:
         raw = store.run_script(_ACQUIRE, _ACQUIRE_SHA, [key], [limit, lease_ms, member])

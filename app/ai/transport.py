@@ -22,6 +22,7 @@ from typing import Any, Final
 import httpcore
 import httpx
 
+from app.ai.http11 import LeanPool
 from app.core import egress
 
 Resolver = Callable[[str, int], list[str]]
@@ -85,7 +86,11 @@ class GuardedBackend(httpcore.SyncBackend):
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """`httpx.HTTPTransport` whose direct connections go through `GuardedBackend`."""
+    """`httpx.HTTPTransport` whose direct connections go through `GuardedBackend`.
+
+    `lean` is the same guard's pool for whole (non-streamed) answers (app/ai/http11.py);
+    None through a proxy, where only httpx's path applies.
+    """
 
     def __init__(
         self,
@@ -95,7 +100,9 @@ class GuardedTransport(httpx.HTTPTransport):
         backend: httpcore.NetworkBackend | None = None,
     ) -> None:
         super().__init__(limits=limits, proxy=proxy)
+        self.lean: LeanPool | None = None
         if proxy is None:
+            guard = backend or GuardedBackend()
             # httpx takes no network backend (encode/httpx#3749 proposes one): build the
             # same pool it would, with ours. OpenTelemetry's httpx instrumentation wraps
             # `handle_request`, which this class inherits untouched.
@@ -104,8 +111,20 @@ class GuardedTransport(httpx.HTTPTransport):
                 max_connections=limits.max_connections,
                 max_keepalive_connections=limits.max_keepalive_connections,
                 keepalive_expiry=limits.keepalive_expiry,
-                network_backend=backend or GuardedBackend(),
+                network_backend=guard,
             )
+            if isinstance(guard, GuardedBackend):
+                self.lean = LeanPool(
+                    guard,
+                    max_idle=limits.max_keepalive_connections or 16,
+                    keepalive_expiry=limits.keepalive_expiry or 5.0,
+                )
+
+    def close(self) -> None:
+        """Close httpx's pooled connections and the lean pool's."""
+        if self.lean is not None:
+            self.lean.close()
+        super().close()
 
 
 def refused(exc: BaseException) -> bool:

@@ -16,8 +16,8 @@ from typing import Any
 
 from app.config_store.service import Credential
 from app.core.observability.metrics import OPERATOR_RECONCILE_DURATION, OPERATOR_RECONCILES
-from app.core.specs import AIProviderSpec
-from sapi_operator import credentials
+from app.core.specs import AIModelRouteSpec, AIProviderSpec
+from sapi_operator import credentials, routes
 from sapi_operator.reconcile import (
     CredentialCheck,
     ObjectRef,
@@ -25,7 +25,8 @@ from sapi_operator.reconcile import (
     build_status,
     desired_state,
 )
-from sapi_operator.resources import AI_PROVIDER_KIND, AI_PROVIDER_RESOURCE
+from sapi_operator.resources import AI_MODEL_ROUTE_RESOURCE, AI_PROVIDER_KIND, AI_PROVIDER_RESOURCE
+from sapi_operator.routes import ProviderView
 from sapi_operator.runtime import CREDENTIALS_REVISION, Runtime
 from sapi_operator.store import StoreUnavailable
 
@@ -83,8 +84,17 @@ async def _credential(
     return check, credentials.stored_credential(check, rt.keyring)
 
 
-async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Result:
-    """Validate, write the owned row, and compute the status (under the resource's lock)."""
+async def store_resource(
+    rt: Runtime,
+    kind: str,
+    body: Mapping[str, Any],
+    providers: Mapping[str, Iterable[ProviderView]] | None = None,
+) -> Result:
+    """Validate, write the owned row, and compute the status (under the resource's lock).
+
+    `providers`: the watched AIProviders by name, to say which targets of an AIModelRoute
+    do not resolve (sapi_operator/routes.py).
+    """
     ref = ref_of(kind, body)
     desired = desired_state(
         ref, body.get("spec") or {}, allowed_http_hosts=rt.settings.ai_allowed_http_hosts
@@ -100,6 +110,9 @@ async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Res
                 assert isinstance(model, AIProviderSpec)
                 check, credential = await _credential(rt, model, ref.namespace)
             outcome = await asyncio.to_thread(rt.store.apply, desired, credential)
+    missing = None
+    if isinstance(model, AIModelRouteSpec) and providers is not None:
+        missing = routes.unresolved(((t.provider, t.model) for t in model.targets), providers)
     previous = (body.get("status") or {}).get("conditions") or []
     status = build_status(
         ref,
@@ -109,6 +122,7 @@ async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Res
         model=model,
         credential=check,
         credential_version=credential.version if credential else None,
+        unresolved=missing,
     )
     retry = outcome.retry_after
     if retry is None and check is not None:
@@ -116,10 +130,15 @@ async def store_resource(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Res
     return Result(status, outcome, retry)
 
 
-async def reconcile(rt: Runtime, kind: str, body: Mapping[str, Any]) -> Result:
+async def reconcile(
+    rt: Runtime,
+    kind: str,
+    body: Mapping[str, Any],
+    providers: Mapping[str, Iterable[ProviderView]] | None = None,
+) -> Result:
     """`store_resource` plus the reconcile metrics."""
     began = time.perf_counter()
-    result = await store_resource(rt, kind, body)
+    result = await store_resource(rt, kind, body, providers)
     if result.permanent:
         outcome = "permanent_error"
     elif result.retry_after is not None:
@@ -153,11 +172,29 @@ async def nudge_providers(
     return nudged
 
 
+async def nudge_routes(
+    rt: Runtime,
+    names: Iterable[tuple[str, str, tuple[tuple[str, str], ...]]],
+    providers: Mapping[str, Iterable[ProviderView]],
+) -> list[str]:
+    """Set each route's targets digest (namespace, name, targets); a changed digest makes
+    Kopf re-run its handler, an unchanged one is a no-op patch. The routes patched."""
+    nudged = []
+    for namespace, name, targets in sorted(set(names)):
+        digest = routes.revision(routes.unresolved(targets, providers))
+        await rt.kube.annotate(
+            AI_MODEL_ROUTE_RESOURCE, namespace, name, {routes.TARGETS_REVISION: digest}
+        )
+        nudged.append(f"{namespace}/{name}")
+    return nudged
+
+
 __all__ = [
     "Result",
     "StoreUnavailable",
     "finalize",
     "nudge_providers",
+    "nudge_routes",
     "read_provider_secret",
     "reconcile",
     "ref_of",

@@ -21,7 +21,7 @@ import kopf
 
 from app.core.crypto import CredentialKeyError
 from app.settings import Settings
-from sapi_operator import actions, crd, credentials, drift
+from sapi_operator import actions, crd, credentials, drift, routes
 from sapi_operator.kube import KubeError
 from sapi_operator.resources import (
     AI_MODEL_ROUTE_KIND,
@@ -119,8 +119,14 @@ def drift_check_age(memo: kopf.Memo, **_: Any) -> float:
     return round(age, 1)
 
 
-async def _reconcile(kind: str, memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch) -> None:
-    result = await actions.reconcile(memo["runtime"], kind, body)
+async def _reconcile(
+    kind: str,
+    memo: kopf.Memo,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    providers: kopf.Index[str, routes.ProviderView] | None = None,
+) -> None:
+    result = await actions.reconcile(memo["runtime"], kind, body, providers)
     patch.status.update(result.status)
     if result.permanent:
         raise kopf.PermanentError(result.outcome.message)
@@ -196,10 +202,14 @@ async def delete_ai_provider(
 @kopf.on.create(*AIMODELROUTES)
 @kopf.on.update(*AIMODELROUTES)
 async def reconcile_ai_model_route(
-    memo: kopf.Memo, body: kopf.Body, patch: kopf.Patch, **_: Any
+    memo: kopf.Memo,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    providers_by_name: kopf.Index[str, routes.ProviderView] | None = None,
+    **_: Any,
 ) -> None:
-    """Store an AIModelRoute."""
-    await _reconcile(AI_MODEL_ROUTE_KIND, memo, body, patch)
+    """Store an AIModelRoute; its status says which targets do not resolve."""
+    await _reconcile(AI_MODEL_ROUTE_KIND, memo, body, patch, providers_by_name)
 
 
 @kopf.on.delete(*AIMODELROUTES)
@@ -208,6 +218,51 @@ async def delete_ai_model_route(
 ) -> None:
     """Remove the AIModelRoute's row."""
     await _finalize(AI_MODEL_ROUTE_KIND, memo, body, logger)
+
+
+@kopf.index(*AIPROVIDERS)
+def providers_by_name(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[str | None, routes.ProviderView]:
+    """AIProvider name -> what routes need of it (its models, whether it is Ready)."""
+    return {name: routes.provider_view(namespace, body)}
+
+
+@kopf.index(*AIMODELROUTES)
+def routes_by_provider(
+    namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any
+) -> dict[str, tuple[str, str, tuple[tuple[str, str], ...]]]:
+    """AIProvider name -> each route naming it: (namespace, name, its targets)."""
+    targets = routes.targets_of(spec)
+    return {provider: (str(namespace), str(name), targets) for provider, _ in targets}
+
+
+@kopf.on.event(*AIPROVIDERS)
+async def provider_changed(
+    *,
+    type: str,
+    name: str | None,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    providers_by_name: kopf.Index[str, routes.ProviderView] | None = None,
+    routes_by_provider: kopf.Index[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """An AIProvider appeared, changed (spec or status) or went: re-evaluate the routes
+    that name it (sapi_operator/routes.py; unchanged digests patch nothing)."""
+    if (
+        name is None or providers_by_name is None or routes_by_provider is None
+        or name not in routes_by_provider
+    ):  # fmt: skip
+        return
+    try:
+        nudged = await actions.nudge_routes(
+            memo["runtime"], routes_by_provider[name], providers_by_name
+        )
+    except KubeError as exc:
+        logger.warning("routes naming AIProvider %s not re-evaluated: %s", name, exc)
+        return
+    logger.debug("AIProvider %s %s: routes re-evaluated: %s", name, type or "listed", nudged)
 
 
 @kopf.index(*AIPROVIDERS)

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from app.config_store.validation import normalised
 from app.core import egress
-from app.core.specs import AIProviderSpec, RateLimitPolicySpec
+from app.core.specs import AIModelRouteSpec, AIProviderSpec, RateLimitPolicySpec
 from app.core.specs.rate_limit import LimitMode
 from sapi_operator import status as st
 from sapi_operator.resources import BY_KIND
+from sapi_operator.routes import describe as describe_targets
 
 #: Retry delays, seconds. A conflict clears when the other owner goes away; Kopf does not
 #: wake a delayed handler on a new event, so this is also how long that takes to show.
@@ -202,8 +203,12 @@ def build_status(
     model: BaseModel | None = None,
     credential: CredentialCheck | None = None,
     credential_version: str | None = None,
+    unresolved: Sequence[Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """`.status` after reconciling `ref` (a merge patch: None removes a field)."""
+    """`.status` after reconciling `ref` (a merge patch: None removes a field).
+
+    `unresolved`: an AIModelRoute's targets that do not resolve (sapi_operator/routes.py).
+    """
     before = {str(c.get("type")): c for c in previous}
 
     def cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
@@ -213,6 +218,13 @@ def build_status(
     if outcome.ready and credential is not None and not credential.valid:
         ready_ok, ready_reason = False, "CredentialInvalid"
         ready_message = f"{outcome.message} Unusable until the key resolves: {credential.message}"
+    targets = len((model.targets if isinstance(model, AIModelRouteSpec) else None) or ())
+    if outcome.ready and unresolved and len(unresolved) >= targets:
+        ready_ok, ready_reason = False, "UnresolvedTargets"
+        ready_message = (
+            f"{outcome.message} No target resolves, so the name answers 404: "
+            f"{describe_targets(unresolved)}."
+        )
     conditions = [cond(st.READY, ready_ok, ready_reason, ready_message)]
     status: dict[str, Any] = {"observedGeneration": ref.generation}
     if outcome.config_generation is not None:
@@ -227,8 +239,25 @@ def build_status(
         status["credentialVersion"] = credential_version if synced else None
         if synced:
             status["lastSyncedAt"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if ref.kind == "AIModelRoute" and unresolved is not None:
+        status["unresolvedTargets"] = [dict(u) for u in unresolved]
+        conditions.append(_degraded(unresolved, targets, cond))
     status["conditions"] = conditions
     return status
+
+
+def _degraded(unresolved: Sequence[Mapping[str, str]], targets: int, cond: Any) -> dict[str, Any]:
+    if not unresolved:
+        return dict(cond(st.DEGRADED, False, "TargetsResolved", "Every target resolves."))
+    return dict(
+        cond(
+            st.DEGRADED,
+            True,
+            "UnresolvedTargets",
+            f"{len(unresolved)} of {targets} targets do not resolve and are skipped: "
+            f"{describe_targets(unresolved)}. See status.unresolvedTargets.",
+        )
+    )
 
 
 def _enforced(outcome: Outcome, model: BaseModel | None, cond: Any) -> dict[str, Any]:
@@ -256,5 +285,9 @@ def is_reconciled(body: Mapping[str, Any]) -> bool:
     ready = next((c for c in status.get("conditions", []) if c.get("type") == st.READY), None)
     if ready is None:
         return False
-    # An AIProvider stored without a usable key is still a row to keep in shape.
-    return bool(ready.get("status") == st.TRUE or ready.get("reason") == "CredentialInvalid")
+    # An AIProvider stored without a usable key, or a route none of whose targets
+    # resolves, is still a row to keep in shape.
+    return bool(
+        ready.get("status") == st.TRUE
+        or ready.get("reason") in ("CredentialInvalid", "UnresolvedTargets")
+    )

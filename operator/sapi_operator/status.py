@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 READY: Final = "Ready"
 ENFORCED: Final = "Enforced"
 CREDENTIAL_VALID: Final = "CredentialValid"
+DEGRADED: Final = "Degraded"
 
 TRUE: Final = "True"
 FALSE: Final = "False"
@@ -30,7 +31,7 @@ class Condition(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9]*$", max_length=64)] = (
-        Field(description="Ready, Enforced or CredentialValid")
+        Field(description="Ready, Enforced, CredentialValid or Degraded")
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown")
     reason: Annotated[str, StringConstraints(pattern=_REASON_PATTERN, max_length=1024)] = Field(
@@ -113,11 +114,40 @@ class AIProviderStatus(ResourceStatus):
     )
 
 
+class UnresolvedTarget(BaseModel):
+    """A target of a route that the API skips, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Annotated[str, StringConstraints(max_length=253)] = Field(
+        description="The target's AIProvider name"
+    )
+    model: Annotated[str, StringConstraints(max_length=256)] = Field(
+        description="The target's model"
+    )
+    reason: Literal["ProviderNotFound", "ModelNotOffered", "ProviderNotReady"] = Field(
+        description="ProviderNotFound: no AIProvider of that name is watched; "
+        "ModelNotOffered: the provider does not list the model; ProviderNotReady: the "
+        "provider is not Ready (not stored, or no usable key)"
+    )
+
+
+class AIModelRouteStatus(ResourceStatus):
+    """Status of an `AIModelRoute`."""
+
+    unresolvedTargets: list[UnresolvedTarget] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Targets the API skips (re-evaluated when an AIProvider changes); "
+        "empty when every target resolves",
+    )
+
+
 STATUS_MODELS: Final[dict[str, type[ResourceStatus]]] = {
     "ApiVersion": ApiVersionStatus,
     "RateLimitPolicy": RateLimitPolicyStatus,
     "AIProvider": AIProviderStatus,
-    "AIModelRoute": ResourceStatus,
+    "AIModelRoute": AIModelRouteStatus,
 }
 
 
@@ -184,6 +214,14 @@ REASONS: Final[tuple[Reason, ...]] = (
         "CredentialInvalid",
         "Stored, but unusable without a key: see the CredentialValid condition.",
     ),
+    _r(
+        READY,
+        FALSE,
+        "UnresolvedTargets",
+        "An AIModelRoute is stored, but none of its targets resolves, so its name answers "
+        "404: see status.unresolvedTargets. Create (or fix) the AIProviders it names; the "
+        "route is re-evaluated when they change.",
+    ),
     _r(ENFORCED, TRUE, "Enforcing", "Requests over the limits are rejected with 429."),
     _r(
         ENFORCED,
@@ -193,6 +231,20 @@ REASONS: Final[tuple[Reason, ...]] = (
         "(status.shadowRejectsLastHour). Set `mode: Enforce` to block.",
     ),
     _r(ENFORCED, FALSE, "NotReconciled", "The policy is not stored; see the Ready condition."),
+    _r(
+        DEGRADED,
+        TRUE,
+        "UnresolvedTargets",
+        "Some targets of the route do not resolve (status.unresolvedTargets names each, "
+        "with why); the API skips them and serves the name with the rest. Create the "
+        "AIProvider, add the model to its `models`, or make it Ready.",
+    ),
+    _r(
+        DEGRADED,
+        FALSE,
+        "TargetsResolved",
+        "Every target names a Ready AIProvider that lists its model.",
+    ),
     _r(
         CREDENTIAL_VALID,
         TRUE,
@@ -264,5 +316,5 @@ KIND_CONDITIONS: Final[dict[str, tuple[str, ...]]] = {
     "ApiVersion": (READY,),
     "RateLimitPolicy": (READY, ENFORCED),
     "AIProvider": (READY, CREDENTIAL_VALID),
-    "AIModelRoute": (READY,),
+    "AIModelRoute": (READY, DEGRADED),
 }

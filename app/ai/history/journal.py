@@ -207,6 +207,14 @@ class Journal:
 
     # -- the drainer thread ----------------------------------------------------------------
     def _wake_drainer(self) -> None:
+        # A wake-up still pending (not yet cleared by a live drainer of this process) will
+        # drain what was just pushed: nothing to do, and no lock taken on the request path.
+        thread = self._thread
+        if (
+            self._wake.is_set() and thread is not None and self._pid == os.getpid()
+            and thread.is_alive()
+        ):  # fmt: skip
+            return
         # Under the lock with the thread's exit decision, so a wake-up is never missed.
         with self._lock:
             self._wake.set()

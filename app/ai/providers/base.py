@@ -19,7 +19,9 @@ import httpx
 from app.ai import sse
 from app.ai.deadline import bounded
 from app.ai.errors import FailureKind, ProviderFailure
+from app.ai.http11 import Answer, Target
 from app.ai.retry import parse_retry_after
+from app.ai.transport import GuardedTransport
 from app.ai.transport import refused as address_refused
 from app.ai.types import ChatRequest, Completion, Embeddings, StreamEvent
 from app.core import egress
@@ -95,6 +97,25 @@ def failure_from_transport(provider: str, exc: httpx.HTTPError) -> ProviderFailu
 def bad_response(provider: str, what: str) -> ProviderFailure:
     """A 2xx answer we cannot use."""
     return ProviderFailure(FailureKind.BAD_RESPONSE, provider=provider, detail=what)
+
+
+def _httpx_traced() -> bool:
+    """Is OpenTelemetry's httpx instrumentation wrapping `HTTPTransport.handle_request`?"""
+    return hasattr(httpx.HTTPTransport.handle_request, "__wrapped__")
+
+
+def _header_block(headers: Mapping[str, str]) -> bytes | None:
+    """`Name: value` lines for the lean path; None if a header could split the request
+    (CR, LF or NUL in a key from a Secret): httpx's path then refuses it as before."""
+    lines = []
+    for name, value in headers.items():
+        if any(c in name + value for c in "\r\n\0"):
+            return None
+        lines.append(f"{name}: {value}\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError:
+        return None
 
 
 class HttpStream:
@@ -176,6 +197,8 @@ class HttpProvider:
             False: self._build_headers("application/json"),
             True: self._build_headers("text/event-stream"),
         }
+        self._targets: dict[str, Target] = {}
+        self._lean_head = _header_block(self._headers[False])
 
     def __repr__(self) -> str:  # never the key
         return f"<{type(self).__name__} {self.name}>"
@@ -263,11 +286,39 @@ class HttpProvider:
 
     def complete(self, request: ChatRequest, *, timeout: float) -> Completion:
         """One non-streamed call."""
-        return self.parse(self._call(self._request(request, stream=False, timeout=timeout)))
+        return self.parse(self.post_json(self.url(request), self.body(request, stream=False),
+                                         timeout=timeout))  # fmt: skip
 
     def post_json(self, url: str, body: dict[str, Any], *, timeout: float) -> Any:
-        """POST `body` to `url`; the decoded 2xx JSON answer (failures raised)."""
-        return self._call(self._build(url, body, False, timeout))
+        """POST `body` to `url`; the decoded 2xx JSON answer (failures raised).
+
+        Through the transport's lean pool (app/ai/http11.py) when it has one and httpx is
+        not instrumented (tracing on: httpx's path, whose span carries `traceparent`).
+        """
+        transport = self.transport
+        lean = transport.lean if isinstance(transport, GuardedTransport) else None
+        if lean is None or self._lean_head is None or _httpx_traced():
+            return self._call(self._build(url, body, False, timeout))
+        if self.refused is not None:
+            raise ProviderFailure(FailureKind.ORIGIN_REFUSED, provider=self.name, detail="url")
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = Target.of(self._urls.get(url) or httpx.URL(url))
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            answer = lean.post(target, self._lean_head, content, self._timeout(timeout))
+        except httpx.HTTPError as exc:
+            raise failure_from_transport(self.name, exc) from None
+        return self._decode(answer)
+
+    def _decode(self, answer: Answer) -> Any:
+        failure = failure_from_status(self.name, answer.status, answer.headers)
+        if failure is not None:
+            raise failure
+        try:
+            return json.loads(answer.content)
+        except ValueError:
+            raise bad_response(self.name, "body is not JSON") from None
 
     def _call(self, http_request: httpx.Request) -> Any:
         response = self._send(http_request)

@@ -12,7 +12,7 @@ Targets with a `weight` above 0 are tried first, in an order drawn at random for
 call with probability proportional to the weights; the others follow in list order. A
 target's `model` must be one of its provider's `models` (its price comes from there);
 a target whose provider or model is missing is skipped (the API logs a warning
-naming it when it loads the config; the resource's status does not show it yet).
+naming it when it loads the config; the operator lists it in `status.unresolvedTargets`).
 """
 
 from __future__ import annotations

@@ -95,3 +95,86 @@ def test_route_is_served_ready_and_removed(
         ).scalar_one()
     assert rows == 0
     kube.delete("aip", provider)
+
+
+def unresolved_of(kube: Kubectl, route: str) -> list[tuple[str, str, str]] | None:
+    """(provider, model, reason) of each unresolved target in the route's status."""
+    body = kube.get("aimr", route) or {}
+    found = (body.get("status") or {}).get("unresolvedTargets")
+    if found is None:
+        return None
+    return [(t["provider"], t["model"], t["reason"]) for t in found]
+
+
+def test_status_names_unresolved_targets_and_follows_provider_changes(
+    kube: Kubectl, operator: OperatorProcess
+) -> None:
+    suffix = kube.namespace[-6:]
+    echo, ghost, keyless = f"echo-{suffix}", f"ghost-{suffix}", f"nokey-{suffix}"
+    route = f"degraded-{suffix}"
+    kube.apply(manifest("AIProvider", echo, {"type": "Echo", "models": [{"name": "m1"}]}))
+    kube.wait_condition("aip", echo, "Ready", "True", timeout=30)
+    # Stored, but its Secret does not exist: Ready=False (CredentialInvalid).
+    kube.apply(manifest("AIProvider", keyless, {
+        "type": "OpenAICompatible", "baseURL": "https://provider.invalid/v1",
+        "credentialsSecretRef": {"name": f"absent-{suffix}"}, "models": [{"name": "ym"}],
+    }))  # fmt: skip
+    kube.wait_condition("aip", keyless, "Ready", "False", reason="CredentialInvalid", timeout=30)
+    targets = [
+        {"provider": echo, "model": "m1"},
+        {"provider": echo, "model": "m2"},
+        {"provider": ghost, "model": "xm"},
+        {"provider": keyless, "model": "ym"},
+    ]
+    kube.apply(manifest("AIModelRoute", route, {"model": f"pub-{suffix}", "targets": targets}))
+
+    degraded = kube.wait_condition(
+        "aimr", route, "Degraded", "True", reason="UnresolvedTargets", timeout=30
+    )
+    assert unresolved_of(kube, route) == [
+        (echo, "m2", "ModelNotOffered"),
+        (ghost, "xm", "ProviderNotFound"),
+        (keyless, "ym", "ProviderNotReady"),
+    ]
+    assert (
+        "3 of 4 targets" in degraded["message"]
+        and f"{ghost}/xm (ProviderNotFound)" in (degraded["message"])
+    )
+    # One target resolves: the name is served, so the route is Ready.
+    assert kube.condition("aimr", route, "Ready")["status"] == "True"  # type: ignore[index]
+
+    # A provider appears: the route is re-evaluated without being touched.
+    kube.apply(manifest("AIProvider", ghost, {"type": "Echo", "models": [{"name": "xm"}]}))
+    eventually(
+        lambda: unresolved_of(kube, route)
+        == [(echo, "m2", "ModelNotOffered"), (keyless, "ym", "ProviderNotReady")],
+        timeout=30, what="ghost resolved",
+    )  # fmt: skip
+    # A provider changes: it now lists the model; the other one goes away.
+    kube.apply(
+        manifest("AIProvider", echo, {"type": "Echo", "models": [{"name": "m1"}, {"name": "m2"}]})
+    )
+    kube.delete("aip", keyless)
+    eventually(
+        lambda: unresolved_of(kube, route) == [(keyless, "ym", "ProviderNotFound")],
+        timeout=30, what="echo lists m2, keyless gone",
+    )  # fmt: skip
+    # The last one goes too: everything resolves.
+    kube.apply(manifest("AIModelRoute", route, {"model": f"pub-{suffix}", "targets": targets[:3]}))
+    resolved = kube.wait_condition(
+        "aimr", route, "Degraded", "False", reason="TargetsResolved", timeout=30
+    )
+    assert unresolved_of(kube, route) == [] and resolved["observedGeneration"] == 2
+
+    # Every provider gone: nothing can answer for the name, so the route is not Ready.
+    kube.delete("aip", echo)
+    kube.delete("aip", ghost)
+    ready = kube.wait_condition(
+        "aimr", route, "Ready", "False", reason="UnresolvedTargets", timeout=30
+    )
+    assert unresolved_of(kube, route) == [
+        (echo, "m1", "ProviderNotFound"), (echo, "m2", "ProviderNotFound"),
+        (ghost, "xm", "ProviderNotFound"),
+    ]  # fmt: skip
+    assert "404" in ready["message"]
+    kube.delete("aimr", route)
