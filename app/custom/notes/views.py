@@ -14,7 +14,7 @@ from flask import Blueprint, Response, g
 
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
-from app.core.db import get_session
+from app.core.db import get_autocommit_session, get_session
 from app.core.errors import ErrorCode, Unauthorized
 from app.core.openapi import operation
 from app.core.responses import created, ok
@@ -57,7 +57,8 @@ def owner() -> uuid.UUID:
 )
 def create_note(body: NoteCreate) -> Response:
     """Create a note owned by the caller."""
-    note = services.create_note(session=get_session(), owner_id=owner(), data=body)
+    # One INSERT: atomic by itself, so no BEGIN/COMMIT around it (app/core/db.py).
+    note = services.create_note(session=get_autocommit_session(), owner_id=owner(), data=body)
     return created(
         NotePublic.model_validate(note, from_attributes=True), location=f"/v1/notes/{note.id}"
     )
@@ -87,7 +88,7 @@ def list_notes(query: NoteListQuery) -> Response:
 @operation("Read one of your notes", tags=TAGS, response=NotePublic, auth=True, errors=[404, 503])
 def get_note(note_id: uuid.UUID) -> Response:
     """One note of the caller's; someone else's is 404 like a missing one."""
-    note = services.get_note(session=get_session(), owner_id=owner(), note_id=note_id)
+    note = services.get_note(session=get_autocommit_session(), owner_id=owner(), note_id=note_id)
     return ok(NotePublic.model_validate(note, from_attributes=True))
 
 
