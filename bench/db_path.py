@@ -8,7 +8,7 @@ the DB-backed GET `GET /v1/notes/{id}`, the write `POST /v1/notes`) it calls the
 app of `bench/apps/suite.py` directly, one request after another, and reports per
 request: the process CPU (`time.process_time`), the CPU of PostgreSQL and Redis (from
 /proc), and the PostgreSQL round trips (libpq waits counted in the psycopg2 wait
-callback, which the app installs for its client deadlines, app/core/engine.py). Kinds
+callback, which the app installs for its client deadlines, app/database/engine.py). Kinds
 alternate over several rounds and each keeps its lowest CPU, so load from other
 processes on a shared machine hits them alike. `--profile` prints cProfile's heaviest
 functions for one kind. docs/performance.md quotes what it measured.
@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import fixtures, load  # noqa: E402
+from bench import fixtures, load
 
 Call = Callable[[], int]
 

@@ -55,9 +55,10 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         m = r.measurement
+        vs_usual = _ratio(m.rps, rps.get(_peer(r.name)))
         lines.append(
             f"| {r.name} | `{r.request}` | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | "
-            f"{m.errors} | {_ratio(m.rps, rps.get(BARE))} | {_ratio(m.rps, rps.get(_peer(r.name)))} | "
+            f"{m.errors} | {_ratio(m.rps, rps.get(BARE))} | {vs_usual} | "
             f"{m.app_cpu_ms:.2f} + {m.deps_cpu_ms:.2f} |"
         )
     return "\n".join(lines)

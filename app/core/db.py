@@ -1,4 +1,4 @@
-"""The engine of an app (app/core/engine.py builds it) and sessions per request.
+"""The engine of an app (app/database/engine.py builds it) and sessions per request.
 
 `get_session()` is transactional (BEGIN ... COMMIT/ROLLBACK, 2 round trips on top of the
 statements); `get_autocommit_session()` runs each statement as its own transaction, no
@@ -22,7 +22,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 from sqlmodel import Session
 
-from app.core.engine import build_engine
+from app.database.engine import build_engine
 from app.settings import Settings
 
 log = logging.getLogger("structured_api.db")
@@ -51,7 +51,7 @@ class AutocommitSession(Session):
 
     psycopg2's `autocommit` attribute is client-side (no round trip either way), unlike
     SQLAlchemy's isolation_level="AUTOCOMMIT", whose reset at checkin sends a SET; the
-    pool's checkin turns it off again (app/core/engine.py).
+    pool's checkin turns it off again (app/database/engine.py).
     """
 
 

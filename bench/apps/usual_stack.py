@@ -24,10 +24,10 @@ from flask import Flask, abort, jsonify, request
 from flask_jwt_extended import JWTManager, get_jwt_identity, jwt_required
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_sqlalchemy import SQLAlchemy
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
-from flask_sqlalchemy import SQLAlchemy
 from prometheus_flask_exporter.multiprocess import GunicornPrometheusMetrics
 from sqlalchemy import DateTime, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column

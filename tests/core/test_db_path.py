@@ -1,6 +1,6 @@
 """The cheap database path on real PostgreSQL: round trips per read and write, the
 autocommit session's one-row rule, and the checkout liveness check that replaced
-`pool_pre_ping` (app/core/engine.py, app/core/db.py, docs/performance.md).
+`pool_pre_ping` (app/database/engine.py, app/core/db.py, docs/performance.md).
 
 Round trips are counted in the psycopg2 wait callback the engine installs: every libpq
 wait (a statement, BEGIN, COMMIT, ROLLBACK, a ping) passes through it once.
@@ -23,8 +23,8 @@ from sqlmodel import Session, col, delete, select
 
 from app.auth.models.user import User
 from app.core import db
-from app.core import engine as engine_module
 from app.custom.notes.models import Note
+from app.database import engine as engine_module
 from app.factory import create_app
 from app.settings import Settings
 
