@@ -88,8 +88,9 @@ def list_notes(query: NoteListQuery) -> Response:
 @operation("Read one of your notes", tags=TAGS, response=NotePublic, auth=True, errors=[404, 503])
 def get_note(note_id: uuid.UUID) -> Response:
     """One note of the caller's; someone else's is 404 like a missing one."""
-    note = services.get_note(session=get_autocommit_session(), owner_id=owner(), note_id=note_id)
-    return ok(NotePublic.model_validate(note, from_attributes=True))
+    return ok(
+        services.read_note(session=get_autocommit_session(), owner_id=owner(), note_id=note_id)
+    )
 
 
 @bp.patch("/<uuid:note_id>")
