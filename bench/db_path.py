@@ -99,11 +99,14 @@ def steps(app: Any) -> dict[str, Callable[[], None]]:
         app.extensions[db.AUTOCOMMIT_FACTORY],
         app.extensions[db.SESSION_FACTORY],
     )
-    create, read = services.create_note, services.read_note
+    create, read, insert = services.create_note, services.read_note, services.insert_note
     callback = extensions.get_wait_callback()
 
     def orm_read(**kwargs: Any) -> Any:  # what the view did before read_note
         return NotePublic.model_validate(services.get_note(**kwargs), from_attributes=True)
+
+    def orm_insert(**kwargs: Any) -> Any:  # what the view did before insert_note
+        return NotePublic.model_validate(services.create_note(**kwargs), from_attributes=True)
 
     def refreshing(**kwargs: Any) -> Any:
         note = create(**kwargs)
@@ -115,6 +118,7 @@ def steps(app: Any) -> dict[str, Callable[[], None]]:
     ) -> Callable[[], None]:
         def apply() -> None:
             services.read_note = read if core else orm_read
+            services.insert_note = insert if core else orm_insert
             pool._pre_ping = ping  # a private attribute: measurement only
             services.create_note = refreshing if refresh else create
             app.extensions[db.AUTOCOMMIT_FACTORY] = autocommit if auto else transactional
@@ -127,7 +131,7 @@ def steps(app: Any) -> dict[str, Callable[[], None]]:
         "+ checkout check instead of pre-ping": state(False, True, False),
         "+ no refresh after the insert": state(False, False, False),
         "+ autocommit session": state(False, False, True),
-        "+ Core query for the read (now)": state(False, False, True, core=True),
+        "+ Core read and insert (now)": state(False, False, True, core=True),
         "(now without the wait callback)": state(False, False, True, core=True, wait=False),
     }
 

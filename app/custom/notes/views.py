@@ -58,10 +58,8 @@ def owner() -> uuid.UUID:
 def create_note(body: NoteCreate) -> Response:
     """Create a note owned by the caller."""
     # One INSERT: atomic by itself, so no BEGIN/COMMIT around it (app/core/db.py).
-    note = services.create_note(session=get_autocommit_session(), owner_id=owner(), data=body)
-    return created(
-        NotePublic.model_validate(note, from_attributes=True), location=f"/v1/notes/{note.id}"
-    )
+    note = services.insert_note(session=get_autocommit_session(), owner_id=owner(), data=body)
+    return created(note, location=f"/v1/notes/{note.id}")
 
 
 @bp.get("")
