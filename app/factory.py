@@ -29,13 +29,14 @@ from app.auth import wellknown
 from app.cache import extension as cache
 from app.config_store import cli as config_cli
 from app.config_store import extension as config_store
-from app.core import db, engine, redis, request_context, security
+from app.core import db, redis, request_context, security
 from app.core import health as readiness
 from app.core import tasks as celery_ext
 from app.core.errors.handlers import register_error_handlers
 from app.core.flaskapp import ApiFlask
 from app.core.observability import extension as observability
 from app.core.observability.logging import configure_logging
+from app.database import engine
 from app.ratelimit import extension as ratelimit
 from app.settings import Settings
 from app.versioning import extension as versioning

@@ -37,6 +37,7 @@ class Fixtures:
     sim_url: str
     note_id: str
     bearer: str  # our access token (Ed25519, role user)
+    user_id: str  # the user both tokens name (ours above, the usual stack's in bench/run.py)
     dependency_pids: list[int]  # PostgreSQL, Redis, simulator we started (for CPU figures)
     sim_pid: int = 0  # the simulator alone (also in dependency_pids)
 
@@ -119,11 +120,13 @@ def prepare(stack: ExitStack, work: Path) -> Fixtures:
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.attributes.update(database_url=database_url, configure_logger=False)
     command.upgrade(cfg, "head")
-    note_id, bearer = _rows(env, sim_url)
-    return Fixtures(env, sim_url, note_id, bearer, [p for p in pids if p], sim_pid=pids[-1])
+    note_id, bearer, user_id = _rows(env, sim_url)
+    return Fixtures(
+        env, sim_url, note_id, bearer, user_id, [p for p in pids if p], sim_pid=pids[-1]
+    )
 
 
-def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:
+def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str, str]:
     from sqlmodel import Session
 
     from app.ai import credentials as ai_credentials
@@ -177,4 +180,4 @@ def _rows(env: dict[str, str], sim_url: str) -> tuple[str, str]:
         audience=settings.jwt_audience, ttl=6 * 3600, subject=user_id, roles=["user"],
         session_id=None,
     )  # fmt: skip
-    return note_id, f"Bearer {token}"
+    return note_id, f"Bearer {token}", user_id

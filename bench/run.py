@@ -83,6 +83,9 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
     }
     bare, usual = theirs["bare flask"], theirs[f"usual stack, sampling {ratio}"]
     auth = {"Authorization": fx.bearer}
+    # The usual stack's token names the same user, so its peers read and write the same
+    # user's notes in the same table.
+    usual_auth = {"Authorization": f"Bearer {usual_token(fx)}"}
     note = f"/v1/notes/{fx.note_id}"
     cached = f"/v1/bench/notes/{fx.note_id}"
     body = json.dumps({"title": "written under load", "body": "a short note " * 4})
@@ -95,6 +98,22 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
             report.USUAL,
             usual.wsgi,
             Load(usual.path, headers=usual.headers),
+            usual.path,
+            usual.headers,
+            usual.env,
+        ),
+        Scenario(
+            report.USUAL_DB_GET,
+            usual.wsgi,
+            Load(f"/notes/{fx.note_id}", headers=usual_auth),
+            usual.path,
+            usual.headers,
+            usual.env,
+        ),
+        Scenario(
+            report.USUAL_WRITE,
+            usual.wsgi,
+            Load("/notes", "POST", body, headers=usual_auth, ok=(201,)),
             usual.path,
             usual.headers,
             usual.env,
@@ -119,6 +138,18 @@ def scenarios(fx: Fixtures, ratio: str) -> list[Scenario]:
             env=traced,
         ),
     ]
+
+
+def usual_token(fx: Fixtures) -> str:
+    """A Flask-JWT-Extended access token for the fixtures' user (HS256, no expiry)."""
+    from flask import Flask
+    from flask_jwt_extended import JWTManager, create_access_token
+
+    helper = Flask("usual-tokens")
+    helper.config["JWT_SECRET_KEY"] = fx.env["BENCH_JWT_SECRET"]
+    JWTManager(helper)
+    with helper.app_context():
+        return create_access_token(identity=fx.user_id, expires_delta=False)
 
 
 _STARTED = time.monotonic()

@@ -123,6 +123,9 @@ def app(settings: Settings, connection: Connection, redis_url: str) -> Iterator[
     application.extensions[db.SESSION_FACTORY] = lambda: Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    # The autocommit session is the request's session: the test's rows exist only in its
+    # transaction (tests/core/test_db_path.py covers the real autocommit session).
+    application.extensions[db.AUTOCOMMIT_FACTORY] = db.get_session
     redis.Redis.from_url(redis_url).flushdb()
     with application.app_context():
         yield application

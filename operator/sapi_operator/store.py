@@ -21,9 +21,9 @@ from app.config_store.service import (
     delete_config,
     upsert_config,
 )
-from app.core.engine import build_engine
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.redis_client import build_client
+from app.database.engine import build_engine
 from app.settings import Settings
 from sapi_operator.reconcile import Desired, ObjectRef, Outcome, applied, conflict
 from sapi_operator.reconcile import store_unavailable as unavailable

@@ -299,5 +299,8 @@ def build_app(settings: Settings, connection: Connection) -> Flask:
     application.extensions[db.SESSION_FACTORY] = lambda: Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    # The autocommit session is the request's session: the test's rows exist only in its
+    # transaction (tests/core/test_db_path.py covers the real autocommit session).
+    application.extensions[db.AUTOCOMMIT_FACTORY] = db.get_session
     application.test_client_class = RecordingClient
     return application

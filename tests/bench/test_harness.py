@@ -16,6 +16,8 @@ pytestmark = [pytest.mark.bench_smoke, pytest.mark.slow]
 EXPECTED = [
     "bare Flask",
     "usual Flask stack",
+    "usual Flask stack: DB-backed GET",
+    "usual Flask stack: write",
     "bare Flask + one Redis script",
     "ours: public GET",
     "ours: authenticated + rate-limited GET",
@@ -55,6 +57,7 @@ def test_every_scenario_answers_without_errors_and_with_throughput(results: Path
     statuses = {r["name"]: set(r["statuses"]) for r in rows}
     assert statuses["ours: cached GET (304)"] == {"304"}
     assert statuses["ours: write"] == {"201"}
+    assert statuses["usual Flask stack: write"] == {"201"}
 
 
 @pytest.mark.timeout(900)

@@ -35,7 +35,8 @@ from devstack.process import (
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.core import db, engine
+from app.core import db
+from app.database import engine
 from app.factory import create_app
 from app.settings import Settings
 from tests.conftest import ROOT, alembic_config

@@ -19,7 +19,7 @@ from flask import Blueprint, Response, g
 from app.auth.decorators import require_auth
 from app.auth.identify import current_caller
 from app.cache.http import cached, invalidates
-from app.core.db import get_session
+from app.core.db import get_autocommit_session, get_session
 from app.core.errors import ErrorCode, Unauthorized
 from app.core.openapi import operation
 from app.core.responses import created, ok
@@ -66,10 +66,9 @@ def owner() -> uuid.UUID:
 )
 def create_note(body: NoteCreate) -> Response:
     """Create a note owned by the caller."""
-    note = services.create_note(session=get_session(), owner_id=owner(), data=body)
-    return created(
-        NotePublic.model_validate(note, from_attributes=True), location=f"/v1/notes/{note.id}"
-    )
+    # One INSERT: atomic by itself, so no BEGIN/COMMIT around it (app/core/db.py).
+    note = services.insert_note(session=get_autocommit_session(), owner_id=owner(), data=body)
+    return created(note, location=f"/v1/notes/{note.id}")
 
 
 @bp.get("")
@@ -97,8 +96,9 @@ def list_notes(query: NoteListQuery) -> Response:
 @operation("Read one of your notes", tags=TAGS, response=NotePublic, auth=True, errors=[404, 503])
 def get_note(note_id: uuid.UUID) -> Response:
     """One note of the caller's; someone else's is 404 like a missing one."""
-    note = services.get_note(session=get_session(), owner_id=owner(), note_id=note_id)
-    return ok(NotePublic.model_validate(note, from_attributes=True))
+    return ok(
+        services.read_note(session=get_autocommit_session(), owner_id=owner(), note_id=note_id)
+    )
 
 
 @bp.patch("/<uuid:note_id>")

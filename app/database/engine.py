@@ -1,4 +1,4 @@
-"""The SQLAlchemy engine: bounded pool, pre-ping, and deadlines on every wait.
+"""The SQLAlchemy engine: bounded pool, a liveness check per checkout, deadlines on waits.
 
 Flask-free (the operator builds its engine here too); the Flask side, a session per
 request, is app/core/db.py. Pool sizing follows one gunicorn worker's threads; engines
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import psycopg2
 from psycopg2 import extensions
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, event, exc, make_url, text
 from sqlmodel import create_engine
 
 from app.settings import Settings
@@ -23,10 +23,12 @@ from app.settings import Settings
 # Extra seconds the client waits beyond the server's statement_timeout, so a slow but
 # healthy query ends with the server's own error rather than ours.
 STATEMENT_GRACE_S: Final = 2.0
+#: A pooled connection idle longer than this is pinged (`SELECT 1`) on checkout.
+IDLE_PING_S: Final = 10.0
 
 
 def build_engine(settings: Settings) -> Engine:
-    """An engine with bounded pool, pre-ping and hard connect/statement timeouts."""
+    """An engine with bounded pool, checkout liveness and hard connect/statement timeouts."""
     connect_args: dict[str, Any] = {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": settings.app_name,
@@ -40,15 +42,54 @@ def build_engine(settings: Settings) -> Engine:
         connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
     if make_url(settings.database_url).get_driver_name() == "psycopg2":
         install_wait_deadlines()
-    return create_engine(
+    eng = create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    event.listen(eng, "checkout", check_alive)
+    event.listen(eng, "checkin", _checked_in)
+    return eng
+
+
+def _checked_in(dbapi_conn: Any, record: Any) -> None:
+    """Stamp the idle start; end the autocommit of app/core/db.py's AutocommitSession."""
+    record.info["idle"] = time.monotonic()
+    if dbapi_conn is not None and not dbapi_conn.closed and dbapi_conn.autocommit:
+        dbapi_conn.autocommit = False
+
+
+def check_alive(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Checkout: refuse a pooled connection PostgreSQL has closed, without a round trip.
+
+    Instead of `pool_pre_ping` (a `SELECT 1` per checkout): an idle connection has nothing
+    to read, so a readable or hung-up socket means the server ended it (restart, kill,
+    terminated backend; TCP keepalives mark a silently dead peer the same way). Only a
+    connection idle over IDLE_PING_S is pinged. DisconnectionError makes the pool retry
+    with a new connection; a disconnect met mid-query invalidates the whole pool.
+    """
+    idle = record.info.get("idle")
+    if idle is None:  # fresh from connect()
+        return
+    poller = select.poll()
+    poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0) or (time.monotonic() - idle > IDLE_PING_S and not _pings(dbapi_conn)):
+        raise exc.DisconnectionError("pooled connection closed by the server")
+
+
+def _pings(dbapi_conn: Any) -> bool:
+    before = dbapi_conn.autocommit
+    try:
+        dbapi_conn.autocommit = True  # no BEGIN left open (as SQLAlchemy's do_ping)
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        dbapi_conn.autocommit = before
+    except psycopg2.Error:
+        return False
+    return True
 
 
 def ping(eng: Engine) -> None:
