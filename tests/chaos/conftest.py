@@ -148,6 +148,61 @@ def _gunicorn(env: dict[str, str], log_dir: Path) -> tuple[ManagedProcess, str]:
     return api, url
 
 
+@dataclass
+class Deployment:
+    """What `start_deployment` started: the API, beat, and handles the tests use."""
+
+    sim: Sim
+    api: ManagedProcess
+    api_url: str
+    beat: ManagedProcess
+    engine: Engine
+    celery: Celery
+    env: dict[str, str]  # the environment of worker processes (metrics off)
+    token: str
+
+
+def start_deployment(
+    stack: contextlib.ExitStack[None],
+    base: Path,
+    postgres: PostgresServer,
+    *,
+    name: str,
+    **redis_env: str,
+) -> Deployment:
+    """The simulator, gunicorn, a producer app and Celery beat on `postgres` and the Redis
+    that `redis_env` names (REDIS_URL, and REDIS_SENTINEL_PASSWORD for Sentinel); each is
+    stopped by `stack`."""
+    sim = stack.enter_context(run_sim(base, name=name))
+    env = child_env(
+        **ENV, DATABASE_URL=postgres.url, **redis_env, SECRET_KEY=secrets.token_urlsafe(48)
+    )
+    settings = Settings(
+        database_url=postgres.url, secret_key=env["SECRET_KEY"],
+        **{k.lower(): v for k, v in {**ENV, **redis_env}.items()},  # type: ignore[arg-type]
+    )  # fmt: skip
+    _provider(settings, sim)
+    api, url = _gunicorn(env, base)
+    stack.callback(api.stop)
+    producer = create_app(settings)
+    stack.callback(producer.extensions["db"].dispose)
+    stack.callback(producer.extensions["config_store"].stop)
+    engine = create_engine(postgres.url, pool_pre_ping=True)
+    stack.callback(engine.dispose)
+    quiet = {**env, "METRICS_ENABLED": "false"}  # no worker metrics port to collide
+    beat = ManagedProcess(
+        name="celery beat",
+        args=[sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "beat",
+              "--loglevel=INFO", f"--schedule={base / 'beat-schedule'}"],
+        env=quiet, log_path=base / "beat.log", cwd=ROOT,
+    ).start()  # fmt: skip
+    stack.callback(beat.stop)
+    return Deployment(
+        sim, api, url, beat, engine, producer.extensions["celery"], quiet,
+        _token(settings, engine),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     """Start everything; stop it all afterwards (a leaked process fails the teardown)."""
@@ -157,41 +212,20 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         postgres = stack.enter_context(PostgresServer(base / "pg"))
         redis_server = stack.enter_context(RedisServer(base / "redis"))
         command.upgrade(alembic_config(postgres.url), "head")
-        sim = stack.enter_context(run_sim(base, name="chaos-sim"))
-        env = child_env(
-            **ENV, DATABASE_URL=postgres.url, REDIS_URL=redis_server.url,
-            SECRET_KEY=secrets.token_urlsafe(48),
-        )  # fmt: skip
-        settings = Settings(
-            database_url=postgres.url, redis_url=redis_server.url, secret_key=env["SECRET_KEY"],
-            **{k.lower(): v for k, v in ENV.items()},  # type: ignore[arg-type]
-        )  # fmt: skip
-        _provider(settings, sim)
-        api, url = _gunicorn(env, base)
-        stack.callback(api.stop)
-        producer = create_app(settings)
-        stack.callback(producer.extensions["db"].dispose)
-        stack.callback(producer.extensions["config_store"].stop)
-        engine = create_engine(postgres.url, pool_pre_ping=True)
-        stack.callback(engine.dispose)
-        quiet = {**env, "METRICS_ENABLED": "false"}  # no worker metrics port to collide
-        beat = ManagedProcess(
-            name="celery beat",
-            args=[sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "beat",
-                  "--loglevel=INFO", f"--schedule={base / 'beat-schedule'}"],
-            env=quiet, log_path=base / "beat.log", cwd=ROOT,
-        ).start()  # fmt: skip
-        stack.callback(beat.stop)
+        deployment = start_deployment(
+            stack, base, postgres, name="chaos-sim", REDIS_URL=redis_server.url
+        )
+        api, url = deployment.api, deployment.api_url
         yield System(
             postgres=postgres,
             redis=redis_server,
-            sim=sim,
+            sim=deployment.sim,
             api=api,
             api_url=url,
-            engine=engine,
-            celery=producer.extensions["celery"],
-            env=quiet,
-            token=_token(settings, engine),
+            engine=deployment.engine,
+            celery=deployment.celery,
+            env=deployment.env,
+            token=deployment.token,
             log_dir=base,
         )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,15 +26,13 @@ from alembic import command
 from celery import Celery
 from devstack import PostgresServer
 from devstack.sentinel import SentinelGroup
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from app.factory import create_app
-from app.settings import Settings
-from tests.ai.support import Sim, run_sim
-from tests.chaos.conftest import ENV, _gunicorn, _provider, _token
+from tests.ai.support import Sim
+from tests.chaos.conftest import start_deployment
 from tests.chaos.load import CLIENT_TIMEOUT_S, Load
-from tests.conftest import ROOT, alembic_config
-from tests.support.processes import CeleryWorker, ManagedProcess, celery_worker, child_env
+from tests.conftest import alembic_config
+from tests.support.processes import CeleryWorker, ManagedProcess, celery_worker
 
 #: Data nodes' and sentinels' passwords: the test also checks neither reaches a log.
 DATA_PASSWORD: Final = "data-" + secrets.token_hex(8)
@@ -94,52 +91,27 @@ def sentinel_system(base: Path, *, down_after_ms: int = 1000) -> Iterator[Sentin
             )
         )
         command.upgrade(alembic_config(postgres.url), "head")
-        sim = stack.enter_context(run_sim(base, name="sentinel-sim"))
-        env = child_env(
-            **ENV,
-            DATABASE_URL=postgres.url,
-            REDIS_URL=ha.url,
-            REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD,
-            SECRET_KEY=secrets.token_urlsafe(48),
-        )
-        settings = Settings(
-            database_url=postgres.url,
-            redis_url=ha.url,
-            redis_sentinel_password=SENTINEL_PASSWORD,
-            secret_key=env["SECRET_KEY"],
-            **{k.lower(): v for k, v in ENV.items()},  # type: ignore[arg-type]
-        )
-        _provider(settings, sim)
-        api, url = _gunicorn(env, base)
-        stack.callback(api.stop)
-        producer = create_app(settings)
-        stack.callback(producer.extensions["db"].dispose)
-        stack.callback(producer.extensions["config_store"].stop)
-        engine = create_engine(postgres.url, pool_pre_ping=True)
-        stack.callback(engine.dispose)
-        quiet = {**env, "METRICS_ENABLED": "false"}
-        beat = ManagedProcess(
-            name="celery beat",
-            args=[sys.executable, "-m", "celery", "-A", "app.worker:celery_app", "beat",
-                  "--loglevel=INFO", f"--schedule={base / 'beat-schedule'}"],
-            env=quiet, log_path=base / "beat.log", cwd=ROOT,
-        ).start()  # fmt: skip
-        stack.callback(beat.stop)
-        celery = producer.extensions["celery"]
+        deployment = start_deployment(
+            stack, base, postgres, name="sentinel-sim",
+            REDIS_URL=ha.url, REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD,
+        )  # fmt: skip
         worker = stack.enter_context(
-            celery_worker(celery, env=quiet, log_dir=base / "worker", pool="prefork", concurrency=2)
-        )
+            celery_worker(
+                deployment.celery, env=deployment.env, log_dir=base / "worker",
+                pool="prefork", concurrency=2,
+            )
+        )  # fmt: skip
         yield SentinelSystem(
             ha=ha,
             postgres=postgres,
-            sim=sim,
-            api=api,
-            api_url=url,
-            beat=beat,
+            sim=deployment.sim,
+            api=deployment.api,
+            api_url=deployment.api_url,
+            beat=deployment.beat,
             worker=worker,
-            engine=engine,
-            celery=celery,
-            token=_token(settings, engine),
+            engine=deployment.engine,
+            celery=deployment.celery,
+            token=deployment.token,
             log_dir=base,
         )
 
