@@ -163,7 +163,7 @@ class Deployment:
 
 
 def start_deployment(
-    stack: contextlib.ExitStack[None],
+    stack: contextlib.ExitStack[bool | None],
     base: Path,
     postgres: PostgresServer,
     *,
