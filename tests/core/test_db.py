@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
-from sqlmodel import Session, col, delete
+from sqlmodel import Session
 
-from app.auth.models.user import User
 from app.custom.notes.models import Note
 
 # The shared columns and the PostgreSQL types they must have in the migrated schema.
@@ -25,19 +23,6 @@ CORE_COLUMN_TYPES = {
     "created_at": "timestamp with time zone",
     "updated_at": "timestamp with time zone",
 }
-
-
-@pytest.fixture
-def owner(migrated_engine: Engine) -> Iterator[uuid.UUID]:
-    """A committed user owning the test's notes; deleted after the test, its notes with it."""
-    user = User(email=f"db-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", roles=["user"])
-    with Session(migrated_engine, expire_on_commit=False) as session:
-        session.add(user)
-        session.commit()
-    yield user.id
-    with Session(migrated_engine) as session:
-        session.exec(delete(User).where(col(User.id) == user.id))  # notes: ON DELETE CASCADE
-        session.commit()
 
 
 def _insert(engine: Engine, owner: uuid.UUID, title: str = "first") -> Note:

@@ -19,9 +19,8 @@ from flask import Flask
 from psycopg2 import extensions
 from sqlalchemy import Engine
 from sqlalchemy.exc import InvalidRequestError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, select
 
-from app.auth.models.user import User
 from app.core import db
 from app.custom.notes.models import Note
 from app.database import engine as engine_module
@@ -52,19 +51,6 @@ def real_app(settings: Settings, migrated_engine: Engine) -> Iterator[Flask]:
     yield application
     application.extensions["config_store"].stop()
     application.extensions[db.EXTENSION].dispose()
-
-
-@pytest.fixture
-def owner(migrated_engine: Engine) -> Iterator[uuid.UUID]:
-    """A committed user; deleted afterwards with its notes (ON DELETE CASCADE)."""
-    user = User(email=f"dbp-{uuid.uuid4().hex[:12]}@example.com", password_hash="x", roles=["user"])
-    with Session(migrated_engine, expire_on_commit=False) as session:
-        session.add(user)
-        session.commit()
-    yield user.id
-    with Session(migrated_engine) as session:
-        session.exec(delete(User).where(col(User.id) == user.id))
-        session.commit()
 
 
 def stored_titles(engine: Engine, owner: uuid.UUID) -> list[str]:
