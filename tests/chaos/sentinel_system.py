@@ -118,9 +118,10 @@ def sentinel_system(base: Path, *, down_after_ms: int = 1000) -> Iterator[Sentin
 
 @dataclass
 class ReadLoad(Load):
-    """Client threads that only read (`GET /v1/notes`, every `PACE_S`): the requests that
-    cross the limiter and the token denylist on Redis while writes and jobs wait on theirs,
-    so the failover gap is sampled every few tens of milliseconds."""
+    """Client threads that only read (`GET /v1/notes`, every `PACE_S`): the listing is
+    served from the response cache, so every read asks Redis even when the limiter decides
+    from a lease and the denylist from the process's mirror, and the failover gap is
+    sampled every few tens of milliseconds."""
 
     pace: float = 0.05
 
