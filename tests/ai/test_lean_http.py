@@ -7,6 +7,7 @@ every shape the lean reader handles, and each failure it maps, is seen on the wi
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -77,6 +78,11 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        # close() shuts the connections under this thread: that is the way it ends.
+        with contextlib.suppress(OSError):
+            self._exchange(conn)
+
+    def _exchange(self, conn: socket.socket) -> None:
         buffer = b""
         with conn:
             while True:
