@@ -1,4 +1,4 @@
-"""`ApiFlask`: Flask without the two per-request costs a token-authenticated JSON API never uses.
+"""`ApiFlask`: Flask without the per-request costs a token-authenticated JSON API never uses.
 
 * Cookie sessions. Flask opens a `SecureCookieSession` for every request (building an
   itsdangerous serializer and, on the way out, serializing it) even when no view
@@ -9,18 +9,75 @@
 * `ensure_sync`. Flask asks `inspect.iscoroutinefunction` about every hook and view on
   every request (14 times for an authenticated GET here). A function does not change
   from sync to async after it is registered, so the answer is cached per function.
+* Header copies. werkzeug checks every header value for newlines when it is set, then
+  again when `get_wsgi_headers` copies the list for the server (a `Headers(...)` built
+  item by item): `ApiResponse` copies the already-checked list as it is, and
+  `append_headers` is `Headers.extend` for the pipeline's own `str` pairs with the same
+  newline refusal and without werkzeug's dispatch per item (~2 us a header, twice).
 
 Measured by `bench/` (docs/performance.md); behaviour is otherwise Flask's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FunctionType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response
 from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import Headers
+from werkzeug.urls import iri_to_uri
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+
+_NO_BODY_LENGTH = frozenset({204, 304})
+_URL_HEADERS = frozenset({"location", "content-location"})
+
+
+def append_headers(headers: Headers, pairs: Sequence[tuple[str, str]]) -> None:
+    """`headers.extend(pairs)` for `str` pairs, refusing newlines in values as werkzeug does.
+
+    For headers only the pipeline sets (appended, never searched for); names are ours.
+    """
+    for _name, value in pairs:
+        if "\n" in value or "\r" in value:
+            raise ValueError("Header values must not contain newline characters.")
+    headers._list.extend(pairs)  # the list werkzeug's own `add` appends to
+
+
+class ApiResponse(Response):
+    """Flask's response; its headers reach the server without being checked a second time."""
+
+    def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
+        """werkzeug's result, without re-validating every header while copying the list.
+
+        werkzeug's version rebuilds the list with `Headers(self.headers)`, then may
+        rewrite `Location`/`Content-Location` as URIs, drop entity headers of a 1xx, 204 or
+        304, and add a missing `Content-Length`. When none of that would change anything
+        (the usual JSON answer), the checked list is copied as it is; otherwise werkzeug's
+        own code runs.
+        """
+        status = self.status_code
+        if status < 200 or status in _NO_BODY_LENGTH or self.autocorrect_location_header:
+            return super().get_wsgi_headers(environ)
+        items = self.headers._list
+        has_length = False
+        urls: set[str] = set()
+        for key, value in items:
+            lowered = key.lower()
+            if lowered == "content-length":
+                has_length = True
+            elif lowered in _URL_HEADERS:
+                if lowered in urls or iri_to_uri(value) != value:
+                    return super().get_wsgi_headers(environ)  # it would rewrite or fold them
+                urls.add(lowered)
+        if not has_length:  # werkzeug may work one out
+            return super().get_wsgi_headers(environ)
+        headers = Headers()
+        headers._list = list(items)
+        return headers
 
 
 class NoCookieSessions(SessionInterface):
@@ -38,6 +95,7 @@ class ApiFlask(Flask):
     """The application class `create_app` builds."""
 
     session_interface = NoCookieSessions()
+    response_class = ApiResponse
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

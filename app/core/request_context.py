@@ -11,6 +11,7 @@ from typing import Final, cast
 from flask import Flask, Request, Response, g, request
 from flask.ctx import _AppCtxGlobals
 
+from app.core.flaskapp import append_headers
 from app.core.ids import REQUEST_ID
 
 REQUEST_ID_HEADER: Final = "X-Request-ID"
@@ -69,8 +70,8 @@ def init_app(app: Flask) -> None:
         state = request_globals()
         request_id: str | None = state.get("request_id")
         if request_id:
-            # Only this hook sets it: appended, not searched for (`Headers.add`).
-            response.headers.add(REQUEST_ID_HEADER, request_id)
+            # Only this hook sets it: appended, not searched for.
+            append_headers(response.headers, ((REQUEST_ID_HEADER, request_id),))
         started: float | None = state.get("started_at")
         if started is not None and access_log.isEnabledFor(logging.INFO):
             req = current_request()

@@ -7,6 +7,7 @@ from typing import Final
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.core.flaskapp import append_headers
 from app.core.request_context import current_request
 from app.settings import Settings
 
@@ -23,6 +24,8 @@ STATIC_HEADERS: Final = (
     ("Referrer-Policy", "no-referrer"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
 )
+_API_DEFAULTS: Final = (*STATIC_HEADERS, ("Content-Security-Policy", API_CSP))
+_DEFAULT_NAMES: Final = frozenset(name.lower() for name, _ in _API_DEFAULTS)
 NO_STORE_PREFIXES: Final = ("/v1/auth/", "/v2/auth/", "/v1/admin/", "/v2/admin/")
 CORS_ALLOW_HEADERS: Final = "Authorization, Content-Type, X-API-Key, X-Request-ID, Idempotency-Key"
 CORS_EXPOSE_HEADERS: Final = (
@@ -51,18 +54,19 @@ def init_app(app: Flask, settings: Settings) -> None:
         path = req.path
         # One pass over what the view set, then appends (`Headers.setdefault` rescans
         # the whole list per name, which showed up in the pipeline profile).
-        present = {name.lower() for name, _ in headers.items()}
-        for name, value in STATIC_HEADERS:
-            if name.lower() not in present:
-                headers.add(name, value)
-        if "content-security-policy" not in present:
-            docs = path == "/docs" or path.startswith("/docs/")
-            headers.add("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+        present = {name.lower() for name, _ in headers._list}
+        docs = path == "/docs" or path.startswith("/docs/")
+        if docs or not present.isdisjoint(_DEFAULT_NAMES):
+            csp = DOCS_CSP if docs else API_CSP
+            defaults = (*STATIC_HEADERS, ("Content-Security-Policy", csp))
+            append_headers(headers, [(n, v) for n, v in defaults if n.lower() not in present])
+        else:  # the usual answer: the view set none of them
+            append_headers(headers, _API_DEFAULTS)
         if path.startswith(NO_STORE_PREFIXES):
             headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"
         if req.is_secure and "strict-transport-security" not in present:
-            headers.add("Strict-Transport-Security", "max-age=31536000")
+            append_headers(headers, (("Strict-Transport-Security", "max-age=31536000"),))
         if origins:
             _apply_cors(response, origins)
         return response

@@ -20,6 +20,7 @@ from typing import Final
 
 from werkzeug.datastructures import Headers
 
+from app.core.flaskapp import append_headers
 from app.ratelimit.model import CompiledLimit
 
 RATELIMIT_POLICY: Final = "RateLimit-Policy"
@@ -72,7 +73,8 @@ def apply(
         return
     top = rejected or most_restrictive(states)
     reset_ms = top.retry_ms if rejected else top.reset_ms
-    headers.extend(
+    append_headers(
+        headers,
         (
             (RATELIMIT_POLICY, policy),
             (
@@ -85,5 +87,5 @@ def apply(
             (X_LIMIT, str(top.limit.quantity)),
             (X_REMAINING, str(0 if rejected else max(0, top.remaining))),
             (X_RESET, str(max(0, math.ceil(reset_ms / 1000)))),
-        )
+        ),
     )

@@ -25,6 +25,7 @@ from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors import ApiError, ErrorCode
+from app.core.flaskapp import append_headers
 from app.core.request_context import current_request, request_globals
 from app.core.warnings import WarningLevel, warn
 from app.versioning import usage
@@ -35,6 +36,8 @@ DEPRECATED_WARNING: Final = "VERSION_DEPRECATED"
 VERSIONED_PATH: Final = re.compile(r"^/v(?P<major>[0-9]{1,3})(?:/|$)")
 DOCUMENT_SUFFIX: Final = "/openapi.json"
 _G_KEY: Final = "api_lifecycle"
+#: What `Lifecycle.headers` may hold; a view that set one of them is overridden, not joined.
+_LIFECYCLE_NAMES: Final = frozenset({"api-version", "deprecation", "sunset"})
 CONFIG_STORE: Final = "config_store"  # app.config_store.EXTENSION
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # undeclared versions ignore the clock
 _UNDECLARED: dict[tuple[str, tuple[tuple[int, str], ...]], Lifecycle] = {}
@@ -169,10 +172,12 @@ def add_headers(response: Response) -> Response:
     life: Lifecycle | None = request_globals().get(_G_KEY)
     if life is not None:
         headers = response.headers
-        for name, value in life.headers.items():
-            headers[name] = value
-        for link in life.links:
-            headers.add("Link", link)
+        pairs = [*life.headers.items(), *(("Link", link) for link in life.links)]
+        if any(name.lower() in _LIFECYCLE_NAMES for name, _ in headers._list):
+            for name, value in life.headers.items():  # the view set one: replace it
+                headers[name] = value
+            pairs = pairs[len(life.headers) :]
+        append_headers(headers, pairs)
     return response
 
 
