@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 from flask.testing import FlaskClient
 
+from app.core import request_context
 from app.core.observability.logging import JsonFormatter, RequestContextFilter
 
 
@@ -54,3 +56,33 @@ def test_error_responses_also_carry_the_request_id(client: FlaskClient) -> None:
     assert response.status_code == 404
     assert response.headers["X-Request-ID"] == "missing-route-01"
     assert response.get_json()["meta"]["request_id"] == "missing-route-01"
+
+
+def _made_by_logging(fields: dict[str, object]) -> logging.LogRecord:
+    log = request_context.access_log
+    return log.makeRecord(
+        log.name, logging.INFO, request_context.__file__, 0, "request", (), None,
+        "_echo_request_id", fields,
+    )  # fmt: skip
+
+
+def test_access_records_carry_what_logging_would_give_them() -> None:
+    fields = {"request_id": "rid-00000001", "status": 200, "duration_ms": 0.5}
+    made: list[logging.LogRecord] = []
+
+    worker = threading.Thread(
+        target=lambda: made.extend([request_context._access_record(fields)]), name="gthread-7"
+    )
+    worker.start()
+    worker.join()
+    ours, theirs = made[0], _made_by_logging(fields)
+
+    timing = {"created", "msecs", "relativeCreated", "thread", "threadName"}
+    assert {k: v for k, v in vars(ours).items() if k not in timing} == {
+        k: v for k, v in vars(theirs).items() if k not in timing
+    }
+    assert ours.threadName == "gthread-7" and ours.thread == worker.ident
+    assert abs(ours.created - theirs.created) < 5
+    assert abs(ours.relativeCreated - theirs.relativeCreated) < 5000
+    assert 0 <= ours.msecs < 1000
+    assert json.loads(JsonFormatter().format(ours))["request_id"] == "rid-00000001"
