@@ -26,6 +26,8 @@ from typing import Any, Final
 import redis
 from redis.exceptions import NoScriptError, RedisError
 
+from app.core.redis_client import ThreadCommands
+
 PREFIX: Final = "sapi:cache:"
 ENTRY: Final = PREFIX + "e:"
 LOCK: Final = PREFIX + "l:"
@@ -64,6 +66,9 @@ class CacheStore:
 
     def __init__(self, client: redis.Redis, *, cooldown: float = 0.5) -> None:
         self.client = client
+        # A write's invalidation is one INCR: sent on the thread's own connection, not
+        # through a pipeline and the pool (app/core/redis_client.py, docs/performance.md).
+        self._commands = ThreadCommands(client)
         self.cooldown = cooldown
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -106,6 +111,9 @@ class CacheStore:
         if time.monotonic() < self._down_until:
             raise CacheDown("cache store cooling down after a failure")
         try:
+            if len(tags) == 1:
+                self._commands("INCR", TAG + tags[0])
+                return
             pipe = self.client.pipeline(transaction=False)
             for tag in tags:
                 pipe.incr(TAG + tag)

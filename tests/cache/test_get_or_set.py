@@ -12,7 +12,9 @@ import redis
 from flask import Flask
 
 from app.cache.service import CacheConfig, cache_of, get_or_set, invalidate
-from app.cache.store import LOCK
+from app.cache.store import LOCK, CacheStore
+from app.ratelimit.store import build_client
+from tests.support.processes import free_port
 
 
 class Calls:
@@ -102,3 +104,13 @@ def test_a_disabled_cache_always_computes(app: Flask) -> None:
     for _ in range(3):
         get_or_set("off", 30, calls)
     assert calls.n == 3
+
+
+@pytest.mark.parametrize("tags", [["t1"], ["t1", "t2"]])
+def test_invalidating_against_an_unreachable_redis_reports_it_lost(
+    app: Flask, tags: list[str]
+) -> None:
+    dead = build_client(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    cache_of(app).store = CacheStore(dead)
+
+    assert invalidate(*tags) is False
