@@ -43,7 +43,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     def _reject_oversized_body() -> None:
         # Flask only enforces MAX_CONTENT_LENGTH when a view reads the body; refuse
         # early so a large upload to any route costs nothing.
-        length = request.content_length
+        req = current_request()
+        if not req.environ.get("CONTENT_LENGTH"):
+            return  # nothing declared (most GETs): werkzeug's content_length is None or 0
+        length = req.content_length
         if length is not None and length > settings.max_content_length:
             raise RequestEntityTooLarge()
 

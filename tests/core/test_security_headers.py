@@ -61,3 +61,16 @@ def test_forwarded_headers_are_ignored_unless_proxies_are_trusted(settings: Sett
 
     assert remote_addr(settings) == "127.0.0.1"
     assert remote_addr(settings.model_copy(update={"trusted_proxies": 1})) == "203.0.113.9"
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_any_view(
+    client: FlaskClient, settings: Settings
+) -> None:
+    too_big = b"x" * (settings.max_content_length + 1)
+
+    refused = client.get("/livez", data=too_big, content_type="text/plain")
+    at_limit = client.get("/livez", data=too_big[:-1], content_type="text/plain")
+
+    assert refused.status_code == 413
+    assert refused.get_json()["error"]["code"] == "VAL_PAYLOAD_TOO_LARGE"
+    assert at_limit.status_code == 200
