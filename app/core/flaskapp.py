@@ -9,11 +9,9 @@
 * `ensure_sync`. Flask asks `inspect.iscoroutinefunction` about every hook and view on
   every request (14 times for an authenticated GET here). A function does not change
   from sync to async after it is registered, so the answer is cached per function.
-* Header copies. werkzeug checks every header value for newlines when it is set, then
-  again when `get_wsgi_headers` copies the list for the server (a `Headers(...)` built
-  item by item): `ApiResponse` copies the already-checked list as it is, and
-  `append_headers` is `Headers.extend` for the pipeline's own `str` pairs with the same
-  newline refusal and without werkzeug's dispatch per item (~2 us a header, twice).
+* Header checks. werkzeug checks each header value when it is set and again when
+  `get_wsgi_headers` copies the list; `ApiResponse` copies the checked list as it is,
+  `append_headers` checks the pipeline's own pairs without werkzeug's dispatch per item.
 
 Measured by `bench/` (docs/performance.md); behaviour is otherwise Flask's own.
 """
@@ -37,10 +35,7 @@ _URL_HEADERS = frozenset({"location", "content-location"})
 
 
 def append_headers(headers: Headers, pairs: Sequence[tuple[str, str]]) -> None:
-    """`headers.extend(pairs)` for `str` pairs, refusing newlines in values as werkzeug does.
-
-    For headers only the pipeline sets (appended, never searched for); names are ours.
-    """
+    """`headers.extend(pairs)` for headers only the pipeline sets: newlines refused too."""
     for _name, value in pairs:
         if "\n" in value or "\r" in value:
             raise ValueError("Header values must not contain newline characters.")
@@ -51,14 +46,8 @@ class ApiResponse(Response):
     """Flask's response; its headers reach the server without being checked a second time."""
 
     def get_wsgi_headers(self, environ: WSGIEnvironment) -> Headers:
-        """werkzeug's result, without re-validating every header while copying the list.
-
-        werkzeug's version rebuilds the list with `Headers(self.headers)`, then may
-        rewrite `Location`/`Content-Location` as URIs, drop entity headers of a 1xx, 204 or
-        304, and add a missing `Content-Length`. When none of that would change anything
-        (the usual JSON answer), the checked list is copied as it is; otherwise werkzeug's
-        own code runs.
-        """
+        """werkzeug's result: its own code when it would change a header (URLs made URIs,
+        1xx/204/304 bodies, a missing length), else the checked list copied as it is."""
         status = self.status_code
         if status < 200 or status in _NO_BODY_LENGTH or self.autocorrect_location_header:
             return super().get_wsgi_headers(environ)

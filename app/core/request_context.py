@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+from logging import INFO
 from typing import Any, Final, cast
 
 from flask import Flask, Request, Response, g, request
@@ -23,7 +24,6 @@ _WELL_FORMED: Final = re.compile(r"^[A-Za-z0-9._:\-]{8,128}$")
 
 access_log = logging.getLogger("structured_api.access")
 _FUNC: Final = "_echo_request_id"
-_LINE: Final = 0  # records name this module and function; the line is not worth a lookup
 _TOKEN: Final = "_request_id_token"
 #: (pid, the attributes every access record of this process shares): `_access_record`.
 _template: tuple[int, dict[str, Any]] | None = None
@@ -52,38 +52,23 @@ def _incoming_or_new(req: Request) -> str:
 
 
 def _access_record(fields: dict[str, Any]) -> logging.LogRecord:
-    """What `access_log.makeRecord(...)` returns, from a template kept per process.
-
-    `LogRecord.__init__` works out the same path, module, level and process names for
-    every access line (~3 us); they are worked out once per process and copied, and the
-    time and thread are the record's own. A custom record factory or logger class is
-    honoured by leaving the fast path.
-    """
+    """`access_log.makeRecord(...)`, copied from a per-process template (`LogRecord.__init__`
+    works out the same names every time, ~3 us): only time and thread are its own."""
     global _template
-    if logging.getLogRecordFactory() is not logging.LogRecord or (
-        type(access_log).makeRecord is not logging.Logger.makeRecord
-    ):
-        return access_log.makeRecord(
-            access_log.name, logging.INFO, __file__, _LINE, "request", (), None, _FUNC, fields
-        )
-    template = _template
-    pid = os.getpid()
-    if template is None or template[0] != pid:  # first line, or first after a fork
-        first = access_log.makeRecord(
-            access_log.name, logging.INFO, __file__, _LINE, "request", (), None, _FUNC
-        )
-        template = _template = (pid, dict(vars(first)))
-    shared = template[1]
-    record = logging.LogRecord.__new__(logging.LogRecord)
+    made = None
+    custom = logging.getLogRecordFactory() is not logging.LogRecord  # honoured: no template
+    if custom or _template is None or _template[0] != os.getpid():
+        made = access_log.makeRecord(access_log.name, INFO, __file__, 0, "request", (), None, _FUNC)
+        _template = (os.getpid(), dict(vars(made)))
+    shared = _template[1]
+    record = made or logging.LogRecord.__new__(logging.LogRecord)
     attrs = record.__dict__
-    attrs.update(shared)
-    now = time.time()  # as LogRecord.__init__ (Python 3.11) derives its three times
-    attrs["created"] = now
-    attrs["msecs"] = int((now - int(now)) * 1000) + 0.0
-    attrs["relativeCreated"] = shared["relativeCreated"] + (now - shared["created"]) * 1000
-    if shared["thread"] is not None:  # None when logging.logThreads is off
-        attrs["thread"] = threading.get_ident()
-        attrs["threadName"] = threading.current_thread().name
+    if made is None:
+        now = time.time()  # LogRecord.__init__'s three times (Python 3.11)
+        attrs.update(shared, created=now, msecs=int((now - int(now)) * 1000) + 0.0)
+        attrs["relativeCreated"] = shared["relativeCreated"] + (now - shared["created"]) * 1000
+        if shared["thread"] is not None:  # None when logging.logThreads is off
+            attrs.update(thread=threading.get_ident(), threadName=threading.current_thread().name)
     attrs.update(fields)
     return record
 

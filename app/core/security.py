@@ -24,8 +24,6 @@ STATIC_HEADERS: Final = (
     ("Referrer-Policy", "no-referrer"),
     ("Cross-Origin-Resource-Policy", "same-origin"),
 )
-_API_DEFAULTS: Final = (*STATIC_HEADERS, ("Content-Security-Policy", API_CSP))
-_DEFAULT_NAMES: Final = frozenset(name.lower() for name, _ in _API_DEFAULTS)
 NO_STORE_PREFIXES: Final = ("/v1/auth/", "/v2/auth/", "/v1/admin/", "/v2/admin/")
 CORS_ALLOW_HEADERS: Final = "Authorization, Content-Type, X-API-Key, X-Request-ID, Idempotency-Key"
 CORS_EXPOSE_HEADERS: Final = (
@@ -58,13 +56,9 @@ def init_app(app: Flask, settings: Settings) -> None:
         # One pass over what the view set, then appends (`Headers.setdefault` rescans
         # the whole list per name, which showed up in the pipeline profile).
         present = {name.lower() for name, _ in headers._list}
-        docs = path == "/docs" or path.startswith("/docs/")
-        if docs or not present.isdisjoint(_DEFAULT_NAMES):
-            csp = DOCS_CSP if docs else API_CSP
-            defaults = (*STATIC_HEADERS, ("Content-Security-Policy", csp))
-            append_headers(headers, [(n, v) for n, v in defaults if n.lower() not in present])
-        else:  # the usual answer: the view set none of them
-            append_headers(headers, _API_DEFAULTS)
+        csp = DOCS_CSP if path == "/docs" or path.startswith("/docs/") else API_CSP
+        defaults = (*STATIC_HEADERS, ("Content-Security-Policy", csp))
+        append_headers(headers, [(n, v) for n, v in defaults if n.lower() not in present])
         if path.startswith(NO_STORE_PREFIXES):
             headers["Cache-Control"] = "no-store"
             headers["Pragma"] = "no-cache"
