@@ -92,13 +92,15 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         expires_at=claims.expires_at,
     )
     mirror = state.mirror
-    values = mirror.values(revocation_keys(claims)) if mirror is not None else None
+    denylist = state.denylist
+    keys = revocation_keys(claims, legacy=denylist.legacy)
+    values = mirror.values(keys) if mirror is not None else None
     if values is not None:  # the mirror is trusted: no Redis read for this request
         check_revocation_values(claims, values)
     elif _limiter_shares_redis(state):
-        _defer_revocation_check(claims)
+        _defer_revocation_check(claims, keys)
     else:
-        check_access_token(state.redis, claims)
+        check_access_token(denylist, claims)
     return caller
 
 
@@ -109,11 +111,13 @@ def _limiter_shares_redis(state: AuthState) -> bool:
     if gates.READER not in extensions:  # no limiter installed in this app
         return False
     settings = extensions["settings"]
+    if settings.cluster_seeds():  # both on the Cluster (app/hotstore/)
+        return True
     own = getattr(settings, "rate_limit_redis_url", None)
     return own is None or own == settings.redis_url
 
 
-def _defer_revocation_check(claims: AccessClaims) -> None:
+def _defer_revocation_check(claims: AccessClaims, keys: list[str]) -> None:
     """Hand the revocation keys to the rate-limit stage, which runs next.
 
     Until it resolves them (always before the view; `require_auth` also makes sure),
@@ -131,7 +135,7 @@ def _defer_revocation_check(claims: AccessClaims) -> None:
             g.caller = ANONYMOUS
             g.auth_error = rejection(exc)
 
-    gates.defer_gate(revocation_keys(claims), resolve)
+    gates.defer_gate(keys, resolve)
 
 
 def _reject_unchecked() -> None:

@@ -14,6 +14,10 @@ unreachable, a stalled subscription) it returns None and the caller reads Redis 
 request, which fails closed when Redis cannot answer (app/auth/identify.py). So a
 revocation takes effect everywhere within `STALE_AFTER` seconds at worst, usually within
 a pub/sub delivery (about a millisecond here), and at once in the process that wrote it.
+
+With a Redis Cluster the entries live on the Cluster and the channel stays on REDIS_URL
+(`Denylist` in revocation.py announces each entry after the Cluster took it), so the same
+order holds: subscribed on REDIS_URL first, loaded (from both) second.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from app.auth.revocation import CHANNEL, PREFIXES, parse_message
+from app.hotstore.client import HotClient
 from app.settings.redis_url import connect
 
 log = logging.getLogger("structured_api.auth")
@@ -50,8 +55,16 @@ Entry = tuple[bytes, float]  # value, monotonic expiry (inf: none)
 class RevocationMirror:
     """The denylist entries of one Redis, in memory, and how fresh they are."""
 
-    def __init__(self, url: str, *, timeout: float, sentinel_password: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        sentinel_password: str | None = None,
+        cluster: HotClient | None = None,
+    ) -> None:
         self._url = url
+        self._cluster = cluster  # where the entries live when not on `url` (Denylist)
         self._sentinel_password = sentinel_password
         self._timeout = timeout
         self._entries: dict[str, Entry] = {}
@@ -112,7 +125,7 @@ class RevocationMirror:
             )
             try:
                 self._follow(client)
-            except RedisError as exc:
+            except (RedisError, RedisClusterException) as exc:
                 if self._fresh_at > -math.inf:
                     log.warning("revocation mirror: Redis unavailable (%s)", type(exc).__name__)
             finally:
@@ -130,7 +143,10 @@ class RevocationMirror:
                     return
             # Subscribed first, loaded second: nothing written in between is missed.
             loaded_at = time.monotonic()
-            self._entries = self._load(client)
+            entries = self._load(client)  # old key names (an upgrade), or every entry
+            if self._cluster is not None:
+                entries.update(self._load(self._cluster.client))
+            self._entries = entries
             sent: dict[bytes, float] = {}
             seq = 0
             next_ping = loaded_at
@@ -164,7 +180,9 @@ class RevocationMirror:
             if parsed is not None:
                 self.note(*parsed)
 
-    def _load(self, client: redis.Redis) -> dict[str, Entry]:
+    def _load(self, client: Any) -> dict[str, Entry]:
+        """Every denylist entry of `client` (a `redis.Redis`, or a `RedisCluster`, whose
+        SCAN visits every primary)."""
         keys: list[bytes] = []
         for prefix in PREFIXES:
             keys.extend(client.scan_iter(match=prefix + "*", count=1000))

@@ -126,8 +126,8 @@ def _revoke(*, session: Session, auth: AuthState, families: list[AuthSession], r
     session.commit()
     s = auth.settings
     deny_sessions(
-        auth.redis,
-        session_ids=[str(f.id) for f in families],
+        auth.denylist,
+        sessions=[(str(f.user_id), str(f.id)) for f in families],
         access_ttl=s.access_token_ttl,
         leeway=s.jwt_leeway_seconds,
     )
@@ -220,7 +220,11 @@ def logout(*, session: Session, auth: AuthState, caller: Caller) -> None:
             _revoke(session=session, auth=auth, families=[family], reason="logout")
     if caller.token_id and caller.expires_at:
         deny_token(
-            auth.redis, jti=caller.token_id, expires_at=caller.expires_at, leeway=auth.leeway
+            auth.denylist,
+            user_id=caller.subject or "",
+            jti=caller.token_id,
+            expires_at=caller.expires_at,
+            leeway=auth.leeway,
         )
 
 

@@ -13,8 +13,9 @@ from app.auth.apikey_cache import ApiKeyCache, KeyResolver
 from app.auth.keys import KeyRing
 from app.auth.opaque import successor_key
 from app.auth.passwords import Passwords
-from app.auth.revocation import MIRROR_EXTENSION
+from app.auth.revocation import MIRROR_EXTENSION, Denylist
 from app.auth.revocation_mirror import RevocationMirror
+from app.hotstore.client import hot_client
 from app.settings import Settings
 
 EXTENSION: Final = "auth"
@@ -55,6 +56,18 @@ class AuthState:
         return client
 
     @cached_property
+    def denylist(self) -> Denylist:
+        """Where revocations are written and read (the Cluster when one is configured)."""
+        s = self.settings
+        cluster = hot_client(s, timeout=s.redis_socket_timeout) if s.cluster_seeds() else None
+        until = s.revocation_legacy_until
+        return Denylist(
+            announce=self.redis,
+            cluster=cluster,
+            legacy_until=until.timestamp() if until is not None else None,
+        )
+
+    @cached_property
     def mirror(self) -> RevocationMirror | None:
         """This process's copy of the revocation denylist (None: disabled)."""
         if not self.settings.revocation_mirror_enabled:
@@ -65,6 +78,7 @@ class AuthState:
                 self.settings.redis_url,
                 timeout=self.settings.redis_connect_timeout,
                 sentinel_password=self.settings.sentinel_password(),
+                cluster=self.denylist.cluster,
             )
         return found
 

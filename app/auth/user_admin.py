@@ -50,7 +50,7 @@ def update_user(
         revoke_user_sessions(session=session, auth=auth, user_id=user.id, reason="disabled")
     if roles_changed or now_disabled != (not was_active):
         revoke_user_tokens(
-            auth.redis,
+            auth.denylist,
             user_id=str(user.id),
             disabled=now_disabled,
             access_ttl=s.access_token_ttl,

@@ -14,17 +14,15 @@ from app.cache.service import (
     CacheConfig,
 )
 from app.cache.store import CacheStore
-from app.ratelimit.store import build_client
+from app.hotstore.client import hot_client
 from app.settings import Settings
 
 
 def init_app(app: Flask, settings: Settings) -> Cache:
-    """Create the cache with its own short-timeout Redis client (connects lazily)."""
-    client = build_client(
-        settings.redis_url,
-        timeout=settings.cache_redis_timeout,
-        sentinel_password=settings.sentinel_password(),
-    )
+    """Create the cache with its own short-timeout Redis client (connects lazily).
+
+    The hot store's client (app/hotstore/): the Redis Cluster when one is configured."""
+    client = hot_client(settings, timeout=settings.cache_redis_timeout)
     cache = Cache(CacheStore(client), CacheConfig(enabled=settings.cache_enabled))
     app.extensions[EXTENSION] = cache
     return cache

@@ -86,7 +86,7 @@ def single_flight(
                 assert found.payload is not None
                 return decode(found.payload), RESULT_HIT
             if found.state == LOCKED_BY_US:
-                return _compute_and_store(cache, key, ttl, token, found.versions, compute)
+                return _compute_and_store(cache, key, tag_list, ttl, token, found.versions, compute)
             if time.monotonic() + delay > deadline:
                 log.warning("cache wait for %s timed out; computing without the cache", key)
                 return compute()[0], RESULT_BYPASS
@@ -99,6 +99,7 @@ def single_flight(
 def _compute_and_store(
     cache: Cache,
     key: str,
+    tags: list[str],
     ttl: float,
     token: str,
     versions: str,
@@ -109,11 +110,15 @@ def _compute_and_store(
     except BaseException:
         # Let a waiter take over now instead of after the lock's TTL.
         with contextlib.suppress(CacheDown):
-            cache.store.store(key, token=token, versions=versions, payload=None, ttl_ms=0)
+            cache.store.store(
+                key, tags=tags, token=token, versions=versions, payload=None, ttl_ms=0
+            )
         raise
     try:
         ttl_ms = max(1, int(ttl * 1000))
-        cache.store.store(key, token=token, versions=versions, payload=payload, ttl_ms=ttl_ms)
+        cache.store.store(
+            key, tags=tags, token=token, versions=versions, payload=payload, ttl_ms=ttl_ms
+        )
     except CacheDown:
         return value, RESULT_ERROR
     return value, RESULT_MISS

@@ -1,11 +1,17 @@
 """Redis side of the cache: entries, single-flight locks and tag versions.
 
-Keys (all under `sapi:cache:`):
+Keys (all under `sapi:cache:{<slot tag>}:`, app/hotstore/slots.py):
 
 * `e:<key>`: an entry, `"<tag versions>\\n<JSON>"`, with the TTL the caller chose;
 * `l:<key>`: the single-flight lock (random token, short TTL);
-* `t:<tag>`: a tag's version counter. Invalidating a tag is one INCR: every entry
+* `t:<tag>`: a tag's version counter. Invalidating a tag is an INCR: every entry
   stored under an older version is stale from then on and simply expires.
+
+`fetch.lua` reads an entry, its lock and its tags' counters in one call, so on a Redis
+Cluster they must share a slot: an entry with one tag lives under `{t:<tag>}` beside
+that tag's counter, an untagged one under its own key, and every entry with several
+tags under `{multi}`, which keeps its own copy of each counter. Invalidating a tag bumps
+both of its counters (`{t:<tag>}` and `{multi}`).
 
 The cache is an optimisation, so Redis trouble never fails a request: every method
 raises `CacheDown`, the caller computes the value itself, and after a failure the store
@@ -26,12 +32,35 @@ from typing import Any, Final
 import redis
 from redis.exceptions import NoScriptError, RedisError
 
-from app.core.redis_client import ThreadCommands
+from app.hotstore.client import HotClient
+from app.hotstore.slots import tag
 
 PREFIX: Final = "sapi:cache:"
-ENTRY: Final = PREFIX + "e:"
-LOCK: Final = PREFIX + "l:"
-TAG: Final = PREFIX + "t:"
+#: Slot tag of every entry stored under several tags (and of its copies of their counters).
+MULTI: Final = tag("multi")
+
+
+def _slot_tag(key: str, tags: Sequence[str]) -> str:
+    if len(tags) == 1:
+        return tag("t:" + tags[0])
+    return MULTI if tags else tag("e:" + key)
+
+
+def entry_key(key: str, tags: Sequence[str]) -> str:
+    """Where the entry `key` stored under `tags` lives."""
+    return f"{PREFIX}{_slot_tag(key, tags)}:e:{key}"
+
+
+def lock_key(key: str, tags: Sequence[str]) -> str:
+    """The single-flight lock of the entry `key` stored under `tags`."""
+    return f"{PREFIX}{_slot_tag(key, tags)}:l:{key}"
+
+
+def tag_keys(key: str, tags: Sequence[str]) -> list[str]:
+    """The version counters `fetch` reads for an entry stored under `tags`."""
+    slot_tag = _slot_tag(key, tags)
+    return [f"{PREFIX}{slot_tag}:t:{t}" for t in tags]
+
 
 HIT: Final = 1
 LOCKED_BY_US: Final = 2
@@ -64,11 +93,8 @@ class Fetched:
 class CacheStore:
     """Runs the two cache scripts; raises `CacheDown` instead of waiting on a dead Redis."""
 
-    def __init__(self, client: redis.Redis, *, cooldown: float = 0.5) -> None:
-        self.client = client
-        # A write's invalidation is one INCR: sent on the thread's own connection, not
-        # through a pipeline and the pool (app/core/redis_client.py, docs/performance.md).
-        self._commands = ThreadCommands(client)
+    def __init__(self, client: redis.Redis | HotClient, *, cooldown: float = 0.5) -> None:
+        self.hot = client if isinstance(client, HotClient) else HotClient.of(client)
         self.cooldown = cooldown
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -80,9 +106,9 @@ class CacheStore:
             raise CacheDown("cache store cooling down after a failure")
         try:
             try:
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+                return self.hot.command("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:  # a restarted Redis forgot it: EVAL loads it again
-                return self.client.eval(script.source, len(keys), *keys, *args)
+                return self.hot.command("EVAL", script.source, len(keys), *keys, *args)
         except RedisError as exc:
             with self._lock:
                 self._down_until = time.monotonic() + self.cooldown
@@ -92,7 +118,7 @@ class CacheStore:
         self, key: str, tags: Sequence[str], *, token: str, lock_ms: int, try_lock: bool
     ) -> Fetched:
         """The current entry of `key` under `tags`, else try to take its lock."""
-        keys = [ENTRY + key, LOCK + key, *(TAG + t for t in tags)]
+        keys = [entry_key(key, tags), lock_key(key, tags), *tag_keys(key, tags)]
         state, payload, versions = self._call(
             self._fetch, keys, [token, lock_ms, "1" if try_lock else "0"]
         )
@@ -100,24 +126,30 @@ class CacheStore:
         return Fetched(int(state), text, versions.decode())
 
     def store(
-        self, key: str, *, token: str, versions: str, payload: str | None, ttl_ms: int
+        self,
+        key: str,
+        *,
+        tags: Sequence[str],
+        token: str,
+        versions: str,
+        payload: str | None,
+        ttl_ms: int,
     ) -> None:
         """Write `payload` (unless None) tagged with `versions`, then release our lock."""
         value = "" if payload is None else f"{versions}\n{payload}"
-        self._call(self._store, [ENTRY + key, LOCK + key], [token, value, ttl_ms])
+        keys = [entry_key(key, tags), lock_key(key, tags)]
+        self._call(self._store, keys, [token, value, ttl_ms])
 
     def bump(self, tags: Sequence[str]) -> None:
         """Invalidate every entry stored under any of `tags`."""
         if time.monotonic() < self._down_until:
             raise CacheDown("cache store cooling down after a failure")
         try:
-            if len(tags) == 1:
-                self._commands("INCR", TAG + tags[0])
-                return
-            pipe = self.client.pipeline(transaction=False)
-            for tag in tags:
-                pipe.incr(TAG + tag)
-            pipe.execute()
+            pipe = self.hot.pipeline()
+            for name in tags:
+                pipe.incr(tag_keys("", [name])[0])
+                pipe.incr(tag_keys("", [name, name])[0])  # the `{multi}` copy
+            self.hot.execute(pipe)
         except RedisError as exc:
             raise CacheDown(type(exc).__name__) from exc
 

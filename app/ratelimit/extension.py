@@ -11,11 +11,12 @@ from __future__ import annotations
 from flask import Flask
 
 from app.core import gates
+from app.hotstore.client import hot_client
 from app.ratelimit.compiler import DefaultLimit
 from app.ratelimit.leases import LeaseBook
 from app.ratelimit.service import RateLimiter
 from app.ratelimit.stage import EXTENSION, install, read_gate_keys
-from app.ratelimit.store import LimiterStore, build_client
+from app.ratelimit.store import LimiterStore
 from app.settings import Settings
 
 
@@ -31,15 +32,18 @@ def default_limit(settings: Settings) -> DefaultLimit | None:
 def init_app(app: Flask, settings: Settings) -> RateLimiter:
     """Create the limiter (its own short-timeout Redis client) and install the stage.
 
+    The client is the hot store's (app/hotstore/): a Redis Cluster when
+    REDIS_CLUSTER_NODES is set, else RATE_LIMIT_REDIS_URL or REDIS_URL.
+
     Policies come from the config store (`app.extensions["config_store"]`) when the app
     has one, looked up on first use since the store is created later in the factory.
     The limiter's store also reads the identify stage's deferred gate (app/core/gates.py).
     Busy callers are served from leases unless `RATE_LIMIT_LEASE_MS` is 0 (leases.py).
     """
-    client = build_client(
-        settings.rate_limit_redis_url or settings.redis_url,
+    client = hot_client(
+        settings,
         timeout=settings.rate_limit_redis_timeout,
-        sentinel_password=settings.sentinel_password(),
+        url=settings.rate_limit_redis_url or settings.redis_url,
     )
     store = LimiterStore(client)
     ttl = settings.rate_limit_lease_ms / 1000

@@ -7,7 +7,8 @@
 -- and host shares one clock.
 --
 -- KEYS[1..n]        one key per limit (TAT in ms, string)
--- KEYS[n+1..n+m]    shadow counters, one per shadow group (INCR when the group would reject)
+-- KEYS[n+1..n+m]    shadow counters, one per shadow group (INCR when the group would reject;
+--                   m may be 0, then nobody is counted here)
 -- KEYS[last k]      gate keys: read first; if any exists NOTHING is charged or counted
 --                   and the caller decides (auth's revocation keys ride along this way,
 --                   so an authenticated request costs one round trip, not two)
@@ -87,7 +88,9 @@ for i = 1, n do
 end
 
 for g, passed in pairs(group_ok) do
-  if g > 0 and not passed and group_writes[g] then
+  -- n + g past the shadow counters: a call over one Cluster slot's share of the keys,
+  -- whose caller counts (app/ratelimit/slots.py)
+  if g > 0 and not passed and group_writes[g] and n + g <= #KEYS - gates then
     local key = KEYS[n + g]
     redis.call('INCR', key)
     redis.call('EXPIRE', key, shadow_ttl)

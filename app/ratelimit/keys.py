@@ -19,11 +19,16 @@ import time
 from typing import Final, Protocol
 
 from app.auth.caller import Caller
+from app.hotstore.slots import tag
 from app.ratelimit.model import ANONYMOUS_ROLE, CompiledLimit, CompiledRule
 
-#: Prefix of every rate-limit key in Redis (`sapi:rl:<policy>:<rule>:<limit>:<subject>`).
+#: Prefix of every rate-limit key (`sapi:rl:{<subject>}:<policy>:<rule>:<limit>`). The
+#: subject is the key's hash tag: on a Redis Cluster one caller's limits and revocation
+#: keys (`{u:<id>}`, app/auth/revocation.py) share a slot, so its script call is one
+#: EVALSHA on one node (app/hotstore/slots.py, app/ratelimit/slots.py).
 KEY_PREFIX: Final = "sapi:rl:"
-#: Shadow policies count would-be rejections per minute under this prefix.
+#: Shadow policies count would-be rejections per minute under this prefix
+#: (`sapi:rl-shadow:{<policy>}:<minute>`).
 SHADOW_PREFIX: Final = "sapi:rl-shadow:"
 #: Shadow counters outlive the hour `shadowRejectsLastHour` reports, with margin.
 SHADOW_TTL_SECONDS: Final = 3900
@@ -69,11 +74,11 @@ def subject(
 
 def limit_key(rule: CompiledRule, limit: CompiledLimit, who: str) -> str:
     """The Redis key holding one limit's TAT for one subject."""
-    return f"{KEY_PREFIX}{rule.policy}:{rule.name}:{limit.key_part}:{who}"
+    return f"{KEY_PREFIX}{tag(who)}:{rule.policy}:{rule.name}:{limit.key_part}"
 
 
 def shadow_key(policy: str, *, minute: int | None = None) -> str:
     """The per-minute counter of a shadow policy's would-be rejections."""
     if minute is None:
         minute = int(time.time() // 60)
-    return f"{SHADOW_PREFIX}{policy}:{minute}"
+    return f"{SHADOW_PREFIX}{tag(policy)}:{minute}"

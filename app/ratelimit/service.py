@@ -15,6 +15,7 @@ from flask import Flask
 from app.auth.caller import Caller, effective_roles
 from app.core.observability import metrics
 from app.core.specs.rate_limit import RateLimitPolicySpec
+from app.hotstore.slots import one_slot
 from app.ratelimit import keys
 from app.ratelimit.compiler import DefaultLimit, compile_policies
 from app.ratelimit.headers import LimitState
@@ -230,7 +231,7 @@ class RateLimiter:
                 self._count(rule, "exempt")
             return Decision(allowed=True, states=[], policy_header="")
         started = time.perf_counter()
-        if self.leases is not None and not gates and _leasable(plan):
+        if self.leases is not None and not gates and _leasable(plan) and self._one_call(call):
             leased = self._leased(plan, call, started)
             if leased is not None:
                 return leased
@@ -253,6 +254,10 @@ class RateLimiter:
         decision = self._decide(plan, call, rows, started)
         decision.gate_values = gate_values
         return decision
+
+    def _one_call(self, call: _Call) -> bool:
+        """True when lease.lua can take the call's keys at once (one Cluster slot)."""
+        return not self.store.hot.cluster or one_slot(call.keys)
 
     def _leased(self, plan: Plan, call: _Call, started: float) -> Decision | None:
         """The decision from a lease (app/ratelimit/leases.py); None: ask per request."""

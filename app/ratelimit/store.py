@@ -15,21 +15,23 @@ import threading
 import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
 
-from app.core.redis_client import ThreadCommands
-from app.settings.redis_url import connect
+from app.hotstore.client import HotClient, node_client
+from app.hotstore.slots import one_slot
+from app.ratelimit import slots
 
 log = logging.getLogger("structured_api.ratelimit")
 
 SCRIPT: Final = resources.files("app.ratelimit").joinpath("gcra.lua").read_text()
 SCRIPT_SHA: Final = hashlib.sha1(SCRIPT.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+#: A shadow counter counted outside gcra.lua (a request over several Cluster slots).
+_COUNT: Final = "redis.call('INCR', KEYS[1]) return redis.call('EXPIRE', KEYS[1], ARGV[1])"
+_COUNT_SHA: Final = hashlib.sha1(_COUNT.encode()).hexdigest()
 
 Row = tuple[int, int, int, int]  # conforms, remaining, ms until whole, ms until it conforms
 
@@ -39,21 +41,8 @@ class StoreUnavailable(Exception):
 
 
 def build_client(url: str, *, timeout: float, sentinel_password: str | None = None) -> redis.Redis:
-    """A client with `timeout` for connect and reads; one immediate retry on a dropped socket.
-
-    The single retry covers pooled connections a restarted Redis closed; it is limited to
-    connection errors so a slow Redis costs one timeout, not two. `redis+sentinel://` URLs
-    work too (app/settings/redis_url.py).
-    """
-    return connect(
-        url,
-        sentinel_password=sentinel_password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        max_connections=128,
-        decode_responses=False,
-    )
+    """A client of one Redis with `timeout` for connect and reads (`node_client`)."""
+    return node_client(url, timeout=timeout, sentinel_password=sentinel_password)
 
 
 class LimiterStore:
@@ -61,15 +50,21 @@ class LimiterStore:
 
     Script calls run on a connection owned by the calling thread (`ThreadCommands`), not
     one borrowed from `client`'s pool per call: this is the one Redis call every request
-    makes.
+    makes. On a Redis Cluster (a `HotClient` with `cluster=True`) a call whose keys share
+    one slot is still one EVALSHA; keys over several slots go through app/ratelimit/slots.py.
     """
 
-    def __init__(self, client: redis.Redis, *, cooldown: float = 0.5) -> None:
-        self.client = client
+    def __init__(self, client: redis.Redis | HotClient, *, cooldown: float = 0.5) -> None:
+        self.hot = client if isinstance(client, HotClient) else HotClient.of(client)
         self.cooldown = cooldown
         self._down_until = 0.0
         self._lock = threading.Lock()
-        self._command = ThreadCommands(client)
+        self._command = self.hot.command
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client underneath (`redis.Redis` or `RedisCluster`)."""
+        return self.hot.client
 
     @property
     def healthy(self) -> bool:
@@ -102,19 +97,24 @@ class LimiterStore:
         if not self.healthy:
             raise StoreUnavailable("rate-limit store in cooldown after a failure")
         all_keys = [*keys, *shadow_keys, *gates]
+        if self.hot.cluster and not one_slot(all_keys):
+            split_rows, values = slots.evaluate_split(
+                lambda k, a: self.run_script(SCRIPT, SCRIPT_SHA, k, a),
+                self.read,
+                self._count,
+                keys,
+                args,
+                shadow_keys=shadow_keys,
+                shadow_ttl=shadow_ttl,
+                gates=gates,
+            )
+            if split_rows is None:
+                return None, values
+            return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in split_rows], values
         argv = (len(keys), shadow_ttl, len(gates), *args)
-        try:
-            try:
-                raw = self._command("EVALSHA", SCRIPT_SHA, len(all_keys), *all_keys, *argv)
-            except NoScriptError:
-                # A restarted (or flushed) Redis forgot the script: EVAL loads it again.
-                raw = self._command("EVAL", SCRIPT, len(all_keys), *all_keys, *argv)
-        except RedisError as exc:
-            self._trip()
-            log.warning("rate-limit store unavailable: %s", type(exc).__name__)
-            raise StoreUnavailable(str(exc)) from exc
-        values, rows = cast(tuple[list[bytes], list[list[int]]], raw)
-        gate_values: list[bytes | None] = [v or None for v in values]
+        raw = self.run_script(SCRIPT, SCRIPT_SHA, all_keys, argv)
+        raw_values, rows = cast(tuple[list[bytes], list[list[int]]], raw)
+        gate_values: list[bytes | None] = [v or None for v in raw_values]
         if any(v is not None for v in gate_values):
             return None, gate_values
         return [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows], gate_values
@@ -141,11 +141,14 @@ class LimiterStore:
         if not self.healthy:
             raise StoreUnavailable("rate-limit store in cooldown after a failure")
         try:
-            values = cast(list[bytes | None], self._command("MGET", *keys))
+            values = self.hot.mget(keys)
         except RedisError as exc:
             self._trip()
             raise StoreUnavailable(str(exc)) from exc
         return values
+
+    def _count(self, key: str, ttl: int) -> None:
+        self.run_script(_COUNT, _COUNT_SHA, [key], [ttl])
 
     def _trip(self) -> None:
         with self._lock:

@@ -127,6 +127,17 @@ def connect(url: str, *, sentinel_password: str | None = None, **kwargs: Any) ->
     return client
 
 
+def cluster_seeds(value: str) -> list[tuple[str, int]]:
+    """`host:port[,host:port...]` (REDIS_CLUSTER_NODES) as pairs; a ValueError names the fault."""
+    seeds: list[tuple[str, int]] = []
+    for item in value.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("Redis Cluster nodes must be host:port, comma-separated")
+        seeds.append((host.strip("[]"), int(port)))
+    return seeds
+
+
 @dataclass(frozen=True)
 class CeleryRedis:
     """A Redis URL in the shape Celery reads, with the transport options it needs."""

@@ -3,6 +3,8 @@ login and registration throttles, and the keys encrypting AI provider keys at re
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings
 
@@ -37,6 +39,13 @@ class SecuritySettings(BaseSettings):
         description="Check access tokens against a per-process copy of the revocation "
         "denylist kept fresh by Redis pub/sub (at most 1 s behind; read from Redis per "
         "request whenever it cannot be trusted); false reads Redis on every request",
+    )
+    revocation_legacy_until: datetime | None = Field(
+        default=None,
+        description="Until this instant (ISO 8601), revocation checks also read the "
+        "denylist's key names of releases before Redis Cluster support, so no revoked token "
+        "passes during an upgrade; set it to the upgrade time plus the access token "
+        'lifetime (docs/operations.md, "Upgrading the hot-path keys")',
     )
     access_token_ttl: int = Field(
         default=900, ge=60, le=3600, description="Access token lifetime, seconds"

@@ -11,7 +11,13 @@ from pydantic_settings import BaseSettings, NoDecode
 
 from app.settings.common import split_commas
 from app.settings.environment import Environment
-from app.settings.redis_url import CeleryRedis, celery_redis, connect, is_sentinel_url
+from app.settings.redis_url import (
+    CeleryRedis,
+    celery_redis,
+    cluster_seeds,
+    connect,
+    is_sentinel_url,
+)
 from app.settings.redis_url import parse as parse_sentinel_url
 
 
@@ -51,6 +57,16 @@ class ServiceSettings(BaseSettings):
         default=None,
         description="Password of the Redis Sentinel nodes themselves (their requirepass), for "
         "redis+sentinel:// URLs; the data nodes' password goes in the URL",
+    )
+    redis_cluster_nodes: str | None = Field(
+        default=None,
+        description="Redis Cluster seed nodes, host:port[,host:port...]: when set, the rate "
+        "limiter, token budgets, the revocation denylist and the response cache live on the "
+        "Cluster; the broker, Celery results and pub/sub stay on REDIS_URL "
+        '(docs/operations.md, "Redis topologies")',
+    )
+    redis_cluster_password: SecretStr | None = Field(
+        default=None, description="Password (requirepass) of the Redis Cluster nodes"
     )
     redis_socket_timeout: float = Field(
         default=0.5, gt=0, description="Seconds per Redis command before giving up"
@@ -161,6 +177,23 @@ class ServiceSettings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value
+
+    @field_validator("redis_cluster_nodes")
+    @classmethod
+    def _check_cluster_nodes(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        cluster_seeds(value)  # a ValueError names the wrong part
+        return value
+
+    def cluster_seeds(self) -> list[tuple[str, int]]:
+        """REDIS_CLUSTER_NODES as (host, port) pairs; empty when no Cluster is configured."""
+        return cluster_seeds(self.redis_cluster_nodes) if self.redis_cluster_nodes else []
+
+    def cluster_password(self) -> str | None:
+        """REDIS_CLUSTER_PASSWORD in clear, for the Cluster client."""
+        secret = self.redis_cluster_password
+        return secret.get_secret_value() if secret is not None else None
 
     def sentinel_password(self) -> str | None:
         """REDIS_SENTINEL_PASSWORD in clear, for the clients of redis+sentinel:// URLs."""

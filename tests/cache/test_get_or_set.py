@@ -12,7 +12,7 @@ import redis
 from flask import Flask
 
 from app.cache.service import CacheConfig, cache_of, get_or_set, invalidate
-from app.cache.store import LOCK, CacheStore
+from app.cache.store import CacheStore, lock_key
 from app.ratelimit.store import build_client
 from tests.support.processes import free_port
 
@@ -84,7 +84,7 @@ def test_a_failing_computation_is_not_cached_and_frees_the_lock_at_once(app: Fla
 def test_a_waiter_takes_over_when_the_lock_holder_died(app: Flask, redis_url: str) -> None:
     # A lock nobody will release (its holder was killed): the next caller waits for its
     # TTL, then takes the lock and computes.
-    redis.Redis.from_url(redis_url).set(LOCK + "v:orphan", "dead-holder", px=300)
+    redis.Redis.from_url(redis_url).set(lock_key("v:orphan", []), "dead-holder", px=300)
     started = time.perf_counter()
     assert get_or_set("orphan", 30, lambda: "recomputed") == "recomputed"
     assert 0.25 < time.perf_counter() - started < 2.0
@@ -92,7 +92,7 @@ def test_a_waiter_takes_over_when_the_lock_holder_died(app: Flask, redis_url: st
 
 def test_a_waiter_computes_for_itself_after_max_wait(app: Flask, redis_url: str) -> None:
     cache_of(app).config = CacheConfig(max_wait=0.1)
-    redis.Redis.from_url(redis_url).set(LOCK + "v:stuck", "slow-holder", px=10_000)
+    redis.Redis.from_url(redis_url).set(lock_key("v:stuck", []), "slow-holder", px=10_000)
     started = time.perf_counter()
     assert get_or_set("stuck", 30, lambda: "mine") == "mine"
     assert time.perf_counter() - started < 1.0

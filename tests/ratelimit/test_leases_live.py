@@ -104,7 +104,7 @@ def test_two_servers_on_one_hot_key_never_admit_more_than_the_budget(
     )
     limiter = redis.Redis.from_url(api.settings.redis_url)
     time.sleep(0.6)  # any lease the probes above took has expired (RATE_LIMIT_LEASE_MS 250)
-    for key in limiter.scan_iter(match="sapi:rl:leases-hot:*"):
+    for key in limiter.scan_iter(match="sapi:rl:*:leases-hot:*"):
         limiter.delete(key)  # the probes above took a few permits: start from a full budget
     calls_before = script_calls(limiter)
     admitted: list[int] = []  # RateLimit r= of each 200

@@ -145,6 +145,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $ns := .Release.Namespace -}}
 {{- $names := list (include "structured-api.appSecretName" .) (include "structured-api.databaseSecretName" .) (include "structured-api.redisSecretName" .) (include "structured-api.migrationsSecretName" .) -}}
 {{- with include "structured-api.sentinelPasswordRef" . }}{{ $names = append $names (splitList "/" . | first) }}{{ end -}}
+{{- if and .Values.redis.cluster.enabled .Values.redis.cluster.existingSecret }}{{ $names = append $names .Values.redis.cluster.existingSecret }}{{ end -}}
 {{- $out := list -}}
 {{- range $names }}{{ $out = append $out (printf "%s/%s" $ns .) }}{{ end -}}
 {{- join "," ($out | uniq) -}}
@@ -177,6 +178,19 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ splitList "/" . | first }}
       key: {{ splitList "/" . | last }}
+{{- end }}
+{{- with .Values.redis.cluster }}
+{{- if .enabled }}
+- name: REDIS_CLUSTER_NODES
+  value: {{ required "redis.cluster.nodes: list the Cluster's seed nodes" (join "," .nodes) | quote }}
+{{- if .existingSecret }}
+- name: REDIS_CLUSTER_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .existingSecretKey }}
+{{- end }}
+{{- end }}
 {{- end }}
 - name: SECRET_KEY
   valueFrom:
