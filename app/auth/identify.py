@@ -111,7 +111,7 @@ def _limiter_shares_redis(state: AuthState) -> bool:
     if gates.READER not in extensions:  # no limiter installed in this app
         return False
     settings = extensions["settings"]
-    if settings.cluster_seeds():  # both on the Cluster (app/hotstore/)
+    if settings.redis_cluster_nodes:  # both on the Cluster (app/hotstore/)
         return True
     own = getattr(settings, "rate_limit_redis_url", None)
     return own is None or own == settings.redis_url

@@ -40,26 +40,21 @@ PREFIX: Final = "sapi:cache:"
 MULTI: Final = tag("multi")
 
 
-def _slot_tag(key: str, tags: Sequence[str]) -> str:
+def _base(key: str, tags: Sequence[str]) -> str:
+    """`sapi:cache:{<slot tag>}:`, the prefix of every key `fetch` reads for this entry."""
     if len(tags) == 1:
-        return tag("t:" + tags[0])
-    return MULTI if tags else tag("e:" + key)
-
-
-def entry_key(key: str, tags: Sequence[str]) -> str:
-    """Where the entry `key` stored under `tags` lives."""
-    return f"{PREFIX}{_slot_tag(key, tags)}:e:{key}"
+        return f"{PREFIX}{tag('t:' + tags[0])}:"
+    return f"{PREFIX}{MULTI if tags else tag('e:' + key)}:"
 
 
 def lock_key(key: str, tags: Sequence[str]) -> str:
     """The single-flight lock of the entry `key` stored under `tags`."""
-    return f"{PREFIX}{_slot_tag(key, tags)}:l:{key}"
+    return f"{_base(key, tags)}l:{key}"
 
 
-def tag_keys(key: str, tags: Sequence[str]) -> list[str]:
-    """The version counters `fetch` reads for an entry stored under `tags`."""
-    slot_tag = _slot_tag(key, tags)
-    return [f"{PREFIX}{slot_tag}:t:{t}" for t in tags]
+def _counters(name: str) -> tuple[str, str]:
+    """A tag's two version counters: beside its single-tag entries, and the `{multi}` copy."""
+    return f"{_base('', [name])}t:{name}", f"{PREFIX}{MULTI}:t:{name}"
 
 
 HIT: Final = 1
@@ -118,7 +113,8 @@ class CacheStore:
         self, key: str, tags: Sequence[str], *, token: str, lock_ms: int, try_lock: bool
     ) -> Fetched:
         """The current entry of `key` under `tags`, else try to take its lock."""
-        keys = [entry_key(key, tags), lock_key(key, tags), *tag_keys(key, tags)]
+        base = _base(key, tags)
+        keys = [f"{base}e:{key}", f"{base}l:{key}", *(f"{base}t:{t}" for t in tags)]
         state, payload, versions = self._call(
             self._fetch, keys, [token, lock_ms, "1" if try_lock else "0"]
         )
@@ -137,8 +133,8 @@ class CacheStore:
     ) -> None:
         """Write `payload` (unless None) tagged with `versions`, then release our lock."""
         value = "" if payload is None else f"{versions}\n{payload}"
-        keys = [entry_key(key, tags), lock_key(key, tags)]
-        self._call(self._store, keys, [token, value, ttl_ms])
+        base = _base(key, tags)
+        self._call(self._store, [f"{base}e:{key}", f"{base}l:{key}"], [token, value, ttl_ms])
 
     def bump(self, tags: Sequence[str]) -> None:
         """Invalidate every entry stored under any of `tags`."""
@@ -147,8 +143,8 @@ class CacheStore:
         try:
             pipe = self.hot.pipeline()
             for name in tags:
-                pipe.incr(tag_keys("", [name])[0])
-                pipe.incr(tag_keys("", [name, name])[0])  # the `{multi}` copy
+                for counter in _counters(name):
+                    pipe.incr(counter)
             self.hot.execute(pipe)
         except RedisError as exc:
             raise CacheDown(type(exc).__name__) from exc

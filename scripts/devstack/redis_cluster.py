@@ -14,17 +14,17 @@ cluster bus), so ports are chosen with both free.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from redis.crc import key_slot
 
 from .process import LOOPBACK, free_port, port_is_free
 from .redis_server import RedisReplyError, RedisServer, server_binary
-from .server import ServerError
+from .server import ServerError, Started
 
 BUS_OFFSET = 10_000
 
@@ -66,7 +66,7 @@ class ClusterNode(RedisServer):
         return f"{self.host}:{self.port}"
 
 
-class RedisClusterGroup:
+class RedisClusterGroup(Started):
     """`primaries` x (1 + `replicas`) cluster nodes on loopback, slots assigned."""
 
     def __init__(
@@ -93,34 +93,28 @@ class RedisClusterGroup:
 
     def start(self) -> Self:
         """Start every node, create the Cluster, wait until it serves every slot."""
-        for node in self.nodes:
-            node.start()
         cli = server_binary().with_name("redis-cli")
-        subprocess.run(
-            [
-                str(cli), "--cluster", "create", *(n.address for n in self.nodes),
-                "--cluster-replicas", str(self.replicas), "--cluster-yes",
-            ],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        self.wait_healthy()
+        try:
+            for node in self.nodes:
+                node.start()
+            subprocess.run(
+                [
+                    str(cli), "--cluster", "create", *(n.address for n in self.nodes),
+                    "--cluster-replicas", str(self.replicas), "--cluster-yes",
+                ],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            self.wait_healthy()
+        except BaseException:
+            self.stop()  # no node outlives a Cluster that never came up
+            raise
         return self
 
     def stop(self) -> None:
         """Stop every node still running."""
         for node in self.nodes:
-            node.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            with contextlib.suppress(ServerError):
+                node.stop()
 
     def live(self) -> list[ClusterNode]:
         """The nodes whose process runs."""

@@ -17,7 +17,6 @@ import contextlib
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, ClassVar, Final, Self
 
 from .process import LOOPBACK
@@ -29,7 +28,7 @@ from .redis_server import (
     _read_reply,
     server_binary,
 )
-from .server import ManagedServer, ServerError
+from .server import ManagedServer, ServerError, Started
 
 MASTER: Final = "mymaster"
 
@@ -159,7 +158,7 @@ class SentinelServer(ManagedServer):
         return host.decode(), int(port)
 
 
-class SentinelGroup:
+class SentinelGroup(Started):
     """A primary, `replicas` replicas and `sentinels` sentinels on loopback."""
 
     def __init__(
@@ -290,14 +289,3 @@ class SentinelGroup:
         for server in [*self.sentinels, *self.nodes]:
             with contextlib.suppress(ServerError):
                 server.stop(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -42,7 +42,28 @@ class _Transient(ServerError):
         self.port_in_use = "Address already in use" in log
 
 
-class ManagedServer(abc.ABC):
+class Started(abc.ABC):
+    """`with thing:` starts it and stops it whatever happens inside."""
+
+    @abc.abstractmethod
+    def start(self) -> Self: ...
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ManagedServer(Started):
     """A server process owned by this Python process, listening on one loopback TCP port.
 
     The server runs in its own session (so a terminal's Ctrl-C reaches only its owner, who
@@ -160,17 +181,6 @@ class ManagedServer(abc.ABC):
         if left:
             raise ServerError(f"{self.name}: processes {left} survived SIGKILL")
         self._proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
