@@ -63,7 +63,15 @@ def gen_ai_span(
 ) -> Iterator[Span]:
     """A CLIENT span around one attempt (current inside the block, so the httpx span of
     the provider call is its child). Ended when the block ends, except for a stream that
-    opened: `finish_stream_span` ends it."""
+    opened: `finish_stream_span` ends it.
+
+    With no tracer provider installed (tracing off, the chart's default) every span would
+    be a non-recording no-op: the block gets `INVALID_SPAN` without building attributes
+    or touching the context.
+    """
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        yield trace.INVALID_SPAN
+        return
     span = _tracer.start_span(
         f"{operation} {request.model}",
         kind=SpanKind.CLIENT,

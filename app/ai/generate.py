@@ -49,7 +49,7 @@ from app.core.errors import ApiError, ErrorCode
 from app.core.observability import metrics
 from app.core.warnings import WarningLevel, warn
 from app.ratelimit.service import caller_roles
-from app.ratelimit.tokens import Reservation, reserve_money, reserve_tokens, settle
+from app.ratelimit.tokens import Reservation, budgeted, reserve_money, reserve_tokens, settle
 from app.settings import Settings
 
 GENERATE_PATH: Final = "/v1/ai/generate"
@@ -212,7 +212,10 @@ class Call:
         """Take the most the call can cost from the caller's money budgets (429
         `AI_BUDGET_EXCEEDED` when one cannot cover it)."""
         if self.spend is None:
-            worst = spend.worst_cost(self.request, self.candidates)
+            # The worst case is priced only when some money budget can use it.
+            worst = (
+                spend.worst_cost(self.request, self.candidates) if budgeted("usd") else Decimal(0)
+            )
             self.spend = reserve_money(
                 self.caller, spend.micro_usd(worst), path=self.path, method="POST"
             )

@@ -56,6 +56,10 @@ def _raise_validation(exc: ValidationError) -> None:
 
 def json_body() -> Any:
     """The parsed JSON body: 415 if not JSON, 400 if malformed or not UTF-8."""
+    return _json_body()[0]
+
+
+def _json_body() -> tuple[Any, bytes]:
     if not request.is_json:
         raise UnsupportedMediaType(
             details={"expected": "application/json", "got": request.mimetype or None}
@@ -64,7 +68,7 @@ def json_body() -> Any:
     if not raw:
         raise MalformedJSON("The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8")), raw
     except UnicodeDecodeError:
         raise MalformedJSON("The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -76,8 +80,11 @@ def json_body() -> Any:
 
 def parse_body(model: type[M]) -> M:
     """Validate the JSON body into `model` (422 with field errors on failure)."""
-    payload = json_body()
-    _refuse_nul(payload)
+    payload, raw = _json_body()
+    # JSON can only carry U+0000 as the escape `\u0000` (RFC 8259 section 7: control
+    # characters must be escaped), so a body without one needs no walk.
+    if b"\\u0000" in raw:
+        _refuse_nul(payload)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:

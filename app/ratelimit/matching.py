@@ -78,15 +78,32 @@ def build_plan(
     )
 
 
+def _budget_units(policies: CompiledPolicies) -> frozenset[str]:
+    rules = [r for p in (*policies.enforced, *policies.shadow) for r in p.rules]
+    if policies.default is not None:
+        rules.append(policies.default)
+    return frozenset(
+        unit
+        for unit, present in (
+            ("tokens", any(r.token_limits for r in rules)),
+            ("usd", any(r.money_limits for r in rules)),
+        )
+        if present
+    )
+
+
 class Matcher:
     """Compiled policies plus a bounded cache of plans; one per config generation."""
 
-    __slots__ = ("_cache", "_lock", "policies")
+    __slots__ = ("_cache", "_lock", "budgets", "policies")
 
     def __init__(self, policies: CompiledPolicies) -> None:
         self.policies = policies
         self._cache: dict[PlanKey, Plan] = {}
         self._lock = threading.Lock()
+        #: The budget units ("tokens", "usd") some rule of this generation carries: an AI
+        #: call reserves nothing, and plans nothing, for a unit no rule has.
+        self.budgets: frozenset[str] = _budget_units(policies)
 
     @property
     def generation(self) -> int:

@@ -71,6 +71,12 @@ class Reservation:
         return bool(self.entries)
 
 
+def budgeted(unit: Budget, *, app: Flask | None = None) -> bool:
+    """Whether some rule of the current config has a `unit` budget (else reserving it is
+    a no-op, and a caller may skip working out how much to reserve)."""
+    return unit in limiter(app).matcher().budgets
+
+
 def reserve_tokens(
     caller: Caller,
     n: int,
@@ -115,15 +121,18 @@ def _reserve(
 ) -> Reservation:
     if n < 0:
         raise ValueError("n must be >= 0")
+    rl = limiter(app)
+    matcher = rl.matcher()
+    if unit not in matcher.budgets:  # no rule of this config has such a budget: no plan
+        return Reservation(tokens=n, entries=())
     in_request = has_request_context()
     if in_request:
         path = request.path if path is None else path
         method = request.method if method is None else method
         ip = client_ip.request_bucket() if ip is None else ip
-    rl = limiter(app)
     versions = (app or current_app).extensions.get("api_versions", {})
     roles = caller_roles(caller)
-    plan = rl.matcher().plan(
+    plan = matcher.plan(
         method=method or "", path=path or "", version=version_of(path or "", versions), roles=roles
     )
     headers: keys.HeaderLookup = request.headers if in_request else {}
