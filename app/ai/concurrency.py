@@ -36,6 +36,7 @@ from typing import Final, Protocol, cast
 
 from app.core.errors import ErrorCode, RateLimited
 from app.core.warnings import warn
+from app.hotstore.commands import Command
 from app.ratelimit.stage import DEGRADED_WARNING
 from app.ratelimit.store import StoreUnavailable
 from app.settings import Settings
@@ -52,7 +53,7 @@ LEASE_MARGIN_SECONDS: Final = 30.0
 # KEYS[1] the caller's set; ARGV[1] limit, ARGV[2] lease in ms, ARGV[3] slot id.
 # Returns {1, running} when the slot is held, {0, running} when the caller is at its limit.
 # The ZSCORE check makes a resent call (its first reply lost with the connection,
-# `ThreadCommands` in app/core/redis_client.py) find its own slot instead of counting it twice.
+# `ThreadCommands` in app/hotstore/commands.py) find its own slot instead of counting it twice.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -113,6 +114,20 @@ class Slot:
     store: Store | None = None
     key: str = ""
     member: str = ""
+    #: The slot lives on the Redis node the AI history journal writes to (no Cluster, no
+    #: separate limiter Redis): its release can share the history push's round trip.
+    beside_journal: bool = False
+
+    def release_command(self) -> Command | None:
+        """The `ZREM` giving the slot back, to send in the history push's pipeline
+        (app/ai/history/queue.py `submit`); None when it must go through `release()`."""
+        if self.store is None or not self.beside_journal:
+            return None
+        return ("ZREM", self.key, self.member)
+
+    def released(self) -> None:
+        """The `release_command()` was sent: nothing is left to give back."""
+        self.store = None
 
     def release(self) -> None:
         """Give the slot back (a Redis failure leaves it to expire with its lease)."""
@@ -125,7 +140,14 @@ class Slot:
             log.warning("AI concurrency slot not released: Redis unavailable; its lease ends it")
 
 
-def acquire(store: Store | None, owner: str, *, limit: int, lease_seconds: float) -> Slot:
+def acquire(
+    store: Store | None,
+    owner: str,
+    *,
+    limit: int,
+    lease_seconds: float,
+    beside_journal: bool = False,
+) -> Slot:
     """A slot among `owner`'s `limit`; 429 `RATE_CONCURRENCY_LIMIT` when all are taken."""
     if limit <= 0 or store is None:
         return Slot()
@@ -144,4 +166,4 @@ def acquire(store: Store | None, owner: str, *, limit: int, lease_seconds: float
             retry_after=RETRY_AFTER_SECONDS,
             details={"limit": limit, "running": running, "scope": "caller"},
         )
-    return Slot(store, key, member)
+    return Slot(store, key, member, beside_journal)

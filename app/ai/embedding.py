@@ -66,6 +66,7 @@ def embed(
         gateway.limits_store, owner.owner,
         limit=settings.ai_max_concurrent_per_caller,
         lease_seconds=concurrency.lease_seconds(settings),
+        beside_journal=gateway.slots_beside_journal,
     )  # fmt: skip
     prompt = "\n".join(inputs)
     try:
@@ -86,7 +87,7 @@ def embed(
                 error_code=error.code.value, attempts=list(error.details.get("attempts", [])),
                 request_id=request_id_of(), trace_id=current_trace_id(), surface=surface,
             )  # fmt: skip
-            history_queue.submit(values=values, session=session)
+            history_queue.submit(values=values, session=session, slot=slot)
             raise
         except BaseException:
             settle(tokens, 0)
@@ -106,7 +107,7 @@ def embed(
             latency_ms=round(result.latency * 1000), attempts=attempts,
             request_id=request_id_of(), trace_id=current_trace_id(), surface=surface,
         )  # fmt: skip
-        history_queue.submit(values=values, session=session)
+        history_queue.submit(values=values, session=session, slot=slot)
         if result.embeddings.usage is None:
             result.embeddings = dataclasses.replace(result.embeddings, usage=usage)
         return result, values["id"]

@@ -75,6 +75,9 @@ class Gateway:
         # The rate limiter's store (app/ai/__init__.py): provider limits and the
         # per-caller concurrency cap run their scripts on it.
         self.limits_store: LimiterStore | None = None
+        #: Whether `limits_store` is the Redis node of REDIS_URL, where the history journal
+        #: is (no Cluster, no RATE_LIMIT_REDIS_URL elsewhere): app/ai/concurrency.py `Slot`.
+        self.slots_beside_journal = False
 
     # -- configuration ---------------------------------------------------------------------
     def registry(self) -> Registry:

@@ -200,6 +200,7 @@ class Call:
             owner_of(self.caller).owner,
             limit=self.settings.ai_max_concurrent_per_caller,
             lease_seconds=concurrency.lease_seconds(self.settings),
+            beside_journal=self.gateway.slots_beside_journal,
         )
 
     def settle(self, used: int) -> None:
@@ -342,10 +343,10 @@ def answer(*, call: Call, session: Callable[[], Session]) -> tuple[Generation, G
             result = complete(call)
         except ApiError as error:
             call.settle(0)
-            history_queue.submit(values=call.failure_row(error), session=session)
+            history_queue.submit(values=call.failure_row(error), session=session, slot=slot)
             raise
         values, public = success_row(call=call, result=result)
-        history_queue.submit(values=values, session=session)
+        history_queue.submit(values=values, session=session, slot=slot)
         call.settle(public.usage.total_tokens)
         return result, public
     finally:

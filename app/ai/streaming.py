@@ -222,7 +222,7 @@ class GenerationStream:
             trace_id=self.trace_id,
             row_id=self.id,
         )
-        if self.journal.push(history_queue.encode(values)):
+        if history_queue.push(values, slot=self.slot, into=self.journal):
             return
         session: Session = self.session_factory()
         try:

@@ -3,7 +3,7 @@
 `HotClient` is what the limiter, the token budgets, the denylist and the response cache
 hold. Without REDIS_CLUSTER_NODES it wraps a client of REDIS_URL (single or Sentinel)
 and runs request-path commands on a connection the calling thread owns
-(`ThreadCommands`, the hot-path speed trick of app/core/redis_client.py). With it, a
+(`ThreadCommands`, app/hotstore/commands.py). With it, a
 `redis.cluster.RedisCluster` routes each command to the primary owning its keys' slot;
 a script's keys must share one slot (app/hotstore/slots.py). The Cluster client is built
 on first use: its constructor asks the seeds for the slot map, and an app must start
@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
-from app.core.redis_client import ThreadCommands
+from app.hotstore.commands import ThreadCommands
 from app.settings import Settings
 from app.settings.redis_url import connect
 

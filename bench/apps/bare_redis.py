@@ -13,7 +13,7 @@ import os
 import redis
 from flask import Flask, jsonify
 
-from app.core.redis_client import ThreadCommands
+from app.hotstore.commands import ThreadCommands
 from app.ratelimit.store import SCRIPT
 
 application = Flask(__name__)

@@ -16,6 +16,7 @@ from flask import Flask
 
 from app.ai import concurrency
 from app.ai.concurrency import PREFIX, acquire
+from app.ai.history.journal import Journal
 from app.core.errors import ErrorCode, RateLimited
 from app.core.warnings import current_warnings
 from app.ratelimit.store import LimiterStore, build_client
@@ -119,3 +120,34 @@ def test_a_slot_whose_release_cannot_reach_redis_is_left_to_its_lease(
 
     assert redis.Redis.from_url(redis_url).zcard(PREFIX + who) == 1
     assert 0 < store.client.pttl(PREFIX + who) <= LEASE * 1000
+
+
+def test_a_slot_beside_the_journal_is_given_back_in_the_history_push(
+    store: LimiterStore, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    journal = Journal(client, name=f"t-{uuid.uuid4()}", write=None)
+    journal.background = False
+    who = owner()
+    slot = acquire(store, who, limit=1, lease_seconds=LEASE, beside_journal=True)
+    command = slot.release_command()
+    assert command == ("ZREM", PREFIX + who, slot.member)
+
+    assert journal.push({"id": "row-1"}, also=[command])
+    slot.released()
+
+    assert client.zcard(PREFIX + who) == 0  # released by the push's round trip
+    assert client.llen(journal.pending_key) == 1
+    assert slot.release_command() is None
+    slot.release()  # nothing left to do
+    acquire(store, who, limit=1, lease_seconds=LEASE).release()  # the slot is free again
+
+
+def test_a_slot_elsewhere_has_no_release_command_and_releases_on_its_own(
+    store: LimiterStore,
+) -> None:
+    who = owner()
+    slot = acquire(store, who, limit=1, lease_seconds=LEASE)  # e.g. a Cluster or another Redis
+    assert slot.release_command() is None
+    slot.release()
+    assert store.client.zcard(PREFIX + who) == 0

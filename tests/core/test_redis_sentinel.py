@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.cli_app import without_password
-from app.core.redis_client import ThreadCommands, build_client
+from app.core.redis_client import build_client
 from app.core.tasks import init_app as init_celery
+from app.hotstore.commands import ThreadCommands
 from app.ratelimit.store import LimiterStore, StoreUnavailable
 from app.ratelimit.store import build_client as limiter_client
 from app.settings import Settings

@@ -27,13 +27,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
 import redis
 from redis.exceptions import RedisError
 
-from app.core.redis_client import ThreadCommands
+from app.hotstore.commands import Command, ThreadCommands
 
 log = logging.getLogger("structured_api.ai")
 
@@ -124,12 +124,22 @@ class Journal:
         self._down_until = 0.0
 
     # -- the request path ------------------------------------------------------------------
-    def push(self, record: dict[str, Any]) -> bool:
-        """Queue `record` (one round trip); False when Redis did not take it."""
+    def push(self, record: dict[str, Any], *, also: Sequence[Command] = ()) -> bool:
+        """Queue `record` (one round trip); False when Redis did not take it.
+
+        `also`: commands for the same Redis sent in the same round trip, after the push
+        (their replies are not read back; an error reply leaves what they do undone).
+        """
         if time.monotonic() < self._down_until:
             return False
+        data = json.dumps(record, separators=(",", ":"))
         try:
-            self._rpush("RPUSH", self.pending_key, json.dumps(record, separators=(",", ":")))
+            if also:
+                pushed = self._rpush.pipeline(("RPUSH", self.pending_key, data), *also)[0]
+                if isinstance(pushed, RedisError):
+                    raise pushed
+            else:
+                self._rpush("RPUSH", self.pending_key, data)
         except RedisError as exc:
             self._down_until = time.monotonic() + COOLDOWN_SECONDS
             log.warning("AI journal push failed (%s): writing inline", type(exc).__name__)

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session
 
+from app.ai.concurrency import Slot
 from app.ai.dead_letters import service as dead_letters
 from app.ai.history import records as ai_history
 from app.ai.history.journal import Journal
@@ -141,13 +142,30 @@ def backlog_reader(redis_url: str, *, sentinel_password: str | None = None) -> C
     return Journal(client, name=JOURNAL_NAME, write=None).backlog
 
 
-def submit(*, values: dict[str, Any], session: Session | Callable[[], Session]) -> None:
+def submit(
+    *,
+    values: dict[str, Any],
+    session: Session | Callable[[], Session],
+    slot: Slot | None = None,
+) -> None:
     """Queue one history row; written inline (and committed) if Redis refuses.
 
     `session` may be a factory (`get_session`): the request then opens none at all.
+    `slot`: the call's concurrency slot, given back in the push's round trip when it lives
+    on the journal's Redis (`Slot.release_command`); otherwise its `release()` does it.
     """
-    if not journal().push(encode(values)):
-        write_inline(session if isinstance(session, Session) else session(), values)
+    if push(values, slot=slot):
+        return
+    write_inline(session if isinstance(session, Session) else session(), values)
+
+
+def push(values: dict[str, Any], *, slot: Slot | None = None, into: Journal | None = None) -> bool:
+    """Journal one row (and release `slot` with it, see `submit`); False if Redis refused."""
+    release = slot.release_command() if slot is not None else None
+    pushed = (into or journal()).push(encode(values), also=(release,) if release else ())
+    if pushed and slot is not None and release is not None:
+        slot.released()
+    return pushed
 
 
 def write_inline(session: Session, values: dict[str, Any]) -> None:
