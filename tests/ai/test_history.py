@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -206,3 +207,21 @@ def test_a_journaled_record_carries_every_column_it_fills_by_name(app: Flask) ->
 
     assert tuple(values) == ai_history.COLUMNS
     assert set(ai_history.COLUMNS) <= table
+
+
+def test_records_are_journaled_as_compact_json_whatever_they_hold(app: Flask) -> None:
+    # orjson writes records; what it refuses (an integer beyond 64 bits) goes through the
+    # standard library.
+    journal = history_queue.journal(app)
+    journal.background = False
+    owner = ai_history.Owner(owner="user:enc", user_id="enc", api_key_id=None)
+    settings = app.extensions["settings"]
+    for prompt, tokens in (("plain", 3), ("naïve \u00e9t\u00e9 \U0001f600", 3), ("big", 2**70)):
+        values = history_queue.encode(
+            ai_history.row(settings=settings, owner=owner, model="m", provider="p",
+                           outcome="success", prompt=prompt, response="r", input_tokens=tokens)
+        )  # fmt: skip
+        assert journal.push(values)
+        raw = journal.client.rpop(journal.pending_key)
+        assert json.loads(raw) == values
+        assert b", " not in raw and b'": ' not in raw  # compact

@@ -30,6 +30,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
+import orjson
 import redis
 from redis.exceptions import RedisError
 
@@ -82,6 +83,17 @@ end
 return moved
 """
 
+
+def _dump(record: dict[str, Any]) -> bytes:
+    """Compact JSON: orjson (several times faster on a history row), or the standard
+    library for what orjson refuses (integers beyond 64 bits; lone surrogates, which
+    request validation already refuses)."""
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError:
+        return json.dumps(record, separators=(",", ":")).encode()
+
+
 #: Writes a batch of records as pushed (JSON, undecoded); must be idempotent.
 Write = Callable[[list[bytes]], None]
 
@@ -132,7 +144,7 @@ class Journal:
         """
         if time.monotonic() < self._down_until:
             return False
-        data = json.dumps(record, separators=(",", ":"))
+        data = _dump(record)
         try:
             if also:
                 pushed = self._rpush.pipeline(("RPUSH", self.pending_key, data), *also)[0]
