@@ -2,7 +2,7 @@
 
 * `identify.py` - the pipeline stage: a cheap JWT / API-key parse into a `Caller`
   (`caller.py`), no database; revocation is read with the rate limiter's round trip
-  (`app/core/gates.py`).
+  (`gates.py`).
 * `decorators.py` - `require_auth` / `require_roles` on views; `state.py` the per-app
   `AuthState`; `extension.py` wires it into the app (`init_app`, beat tasks).
 * tokens and keys: `tokens.py` (access JWTs), `keys.py` (signing keys, JWKS), `opaque.py`

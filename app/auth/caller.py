@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
@@ -43,8 +44,9 @@ ADMIN_SCOPE_PREFIX: Final = "admin:"
 ALL_SCOPES: Final = "*"
 
 
+@functools.lru_cache(maxsize=256)
 def effective_roles(roles: frozenset[str]) -> frozenset[str]:
-    """The roles `roles` grant, hierarchy included."""
+    """The roles `roles` grant, hierarchy included (cached: a few role sets, every request)."""
     out: set[str] = set()
     for role in roles:
         out |= IMPLIED.get(role, frozenset())

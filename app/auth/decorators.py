@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast
 
+from app.auth import gates
 from app.auth.caller import ANONYMOUS, Caller, Role
 from app.auth.identify import REALM
 from app.auth.models.user import User
-from app.core import gates
 from app.core.db import get_session
 from app.core.errors import ApiError, ErrorCode, Forbidden, Unauthorized
 from app.core.request_context import current_request, request_globals

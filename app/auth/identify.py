@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 from flask import g, has_request_context
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.datastructures import Headers
 
+from app.auth import gates
 from app.auth.apikey_cache import Miss, RejectedKey
 from app.auth.caller import ALL_SCOPES, ANONYMOUS, Caller
 from app.auth.opaque import API_KEY_PREFIX, digest, looks_like_api_key
 from app.auth.revocation import check_access_token, check_revocation_values, revocation_keys
 from app.auth.state import AuthState, auth_state
 from app.auth.tokens import AccessClaims, TokenError, verify_access_token
-from app.core import gates
 from app.core.errors import (
     ApiError,
     CacheUnavailable,
@@ -42,18 +42,34 @@ API_KEY_HEADER: Final = "X-API-Key"
 BEARER: Final = "bearer"
 APIKEY_SCHEME: Final = "apikey"
 REALM: Final = 'Bearer realm="structured-api"'
+_AUTHORIZATION_ENVIRON: Final = "HTTP_AUTHORIZATION"  # AUTHORIZATION, as WSGI names it
+_API_KEY_ENVIRON: Final = "HTTP_X_API_KEY"  # API_KEY_HEADER
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger("structured_api.auth")
+
+#: (jti, legacy keys) -> (claims, caller, revocation keys): both are functions of the
+#: verified claims alone, and `verify_access_token` hands back the same claims object
+#: for the same token, so a token's caller is built once (~2.5 us a request less).
+_DERIVED: dict[tuple[str, bool], tuple[AccessClaims, Caller, tuple[str, ...]]] = {}
+_DERIVED_SIZE: Final = 4096
+_ALL: Final = frozenset({ALL_SCOPES})
 
 
 def _invalid(message: str) -> TokenError:
     return TokenError(ErrorCode.AUTH_INVALID_TOKEN, message)
 
 
-def _credential(headers: Headers) -> tuple[str, str] | None:
-    """("jwt" | "api_key", value) from the headers, or None when none was sent."""
-    authorization = headers.get(AUTHORIZATION)
-    header_key = headers.get(API_KEY_HEADER)
+def _credential(environ: WSGIEnvironment) -> tuple[str, str] | None:
+    """("jwt" | "api_key", value) from the headers, or None when none was sent.
+
+    Read from the WSGI environ, where `request.headers.get` finds them after working out
+    the key (~0.4 us a header).
+    """
+    authorization: str | None = environ.get(_AUTHORIZATION_ENVIRON)
+    header_key: str | None = environ.get(_API_KEY_ENVIRON)
     if authorization and header_key:
         raise _invalid("Send one credential: Authorization or X-API-Key, not both.")
     if header_key:
@@ -82,18 +98,12 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
         audience=s.jwt_audience,
         leeway=s.jwt_leeway_seconds,
     )
-    caller = Caller(
-        kind="user",
-        subject=claims.subject,
-        roles=claims.roles,
-        scopes=frozenset({ALL_SCOPES}),
-        token_id=claims.jti,
-        session_id=claims.session_id,
-        expires_at=claims.expires_at,
-    )
-    mirror = state.mirror
     denylist = state.denylist
-    keys = revocation_keys(claims, legacy=denylist.legacy)
+    derived = _DERIVED.get((claims.jti, denylist.legacy))
+    if derived is None or derived[0] is not claims:
+        derived = _derive(claims, legacy=denylist.legacy)
+    _, caller, keys = derived
+    mirror = state.mirror
     values = mirror.values(keys) if mirror is not None else None
     if values is not None:  # the mirror is trusted: no Redis read for this request
         check_revocation_values(claims, values)
@@ -102,6 +112,23 @@ def _from_jwt(state: AuthState, token: str) -> Caller:
     else:
         check_access_token(denylist, claims)
     return caller
+
+
+def _derive(claims: AccessClaims, *, legacy: bool) -> tuple[AccessClaims, Caller, tuple[str, ...]]:
+    caller = Caller(
+        kind="user",
+        subject=claims.subject,
+        roles=claims.roles,
+        scopes=_ALL,
+        token_id=claims.jti,
+        session_id=claims.session_id,
+        expires_at=claims.expires_at,
+    )
+    derived = (claims, caller, tuple(revocation_keys(claims, legacy=legacy)))
+    if len(_DERIVED) >= _DERIVED_SIZE:
+        _DERIVED.clear()  # bounded memory, as the verified-token cache
+    _DERIVED[(claims.jti, legacy)] = derived
+    return derived
 
 
 def _limiter_shares_redis(state: AuthState) -> bool:
@@ -117,7 +144,7 @@ def _limiter_shares_redis(state: AuthState) -> bool:
     return own is None or own == settings.redis_url
 
 
-def _defer_revocation_check(claims: AccessClaims, keys: list[str]) -> None:
+def _defer_revocation_check(claims: AccessClaims, keys: Sequence[str]) -> None:
     """Hand the revocation keys to the rate-limit stage, which runs next.
 
     Until it resolves them (always before the view; `require_auth` also makes sure),
@@ -182,7 +209,7 @@ def identify() -> None:
     globals_.caller = ANONYMOUS
     globals_.auth_error = None
     try:
-        credential = _credential(current_request().headers)
+        credential = _credential(current_request().environ)
         if credential is None:
             return
         kind, value = credential

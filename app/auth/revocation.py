@@ -40,7 +40,7 @@ Entry = tuple[str, bytes, int]  # key, value, TTL in seconds
 def _user(user_id: str) -> str:
     # The user's bucket as the rate limiter tags it (app/ratelimit/keys.py `subject`):
     # a token's revocation keys share the Cluster slot of its user's limits, so the
-    # limiter's one script call can read them (app/core/gates.py).
+    # limiter's one script call can read them (app/auth/gates.py).
     return tag("u:" + user_id)
 
 

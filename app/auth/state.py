@@ -6,7 +6,6 @@ from collections.abc import MutableMapping
 from functools import cached_property
 from typing import Any, Final
 
-from flask import current_app
 from redis import Redis
 
 from app.auth.apikey_cache import ApiKeyCache, KeyResolver
@@ -15,6 +14,7 @@ from app.auth.opaque import successor_key
 from app.auth.passwords import Passwords
 from app.auth.revocation import MIRROR_EXTENSION, Denylist
 from app.auth.revocation_mirror import RevocationMirror
+from app.core.request_context import current_application
 from app.hotstore.client import hot_client
 from app.settings import Settings
 
@@ -100,5 +100,5 @@ class AuthState:
 
 def auth_state() -> AuthState:
     """The current app's auth state."""
-    state: AuthState = current_app.extensions[EXTENSION]
+    state: AuthState = current_application().extensions[EXTENSION]
     return state

@@ -40,11 +40,14 @@ class SnapshotNotLoaded(RuntimeError):
 
 
 def _new_start_lock() -> None:
-    global _START_LOCK
-    _START_LOCK = threading.Lock()
+    global _START_LOCK, _PID
+    _START_LOCK, _PID = threading.Lock(), os.getpid()
 
 
 _START_LOCK = threading.Lock()
+#: This process's id, kept here: `current()` compares it on every request, and
+#: `os.getpid()` is a system call each time.
+_PID = os.getpid()
 # A lock held by another thread at fork time stays locked forever in the child, where
 # that thread does not exist: give every child a fresh one (os.register_at_fork docs).
 os.register_at_fork(after_in_child=_new_start_lock)
@@ -73,7 +76,7 @@ class ConfigStore:
 
     def current(self) -> Snapshot:
         """The snapshot to use now; never blocks after the process's first call."""
-        if self._pid != os.getpid():
+        if self._pid != _PID:
             self._start()
         snapshot = self._snapshot
         if snapshot is not None:

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Final
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import InvalidRequestError, SQLAlchemyError
 from sqlmodel import Session
 
+from app.core.request_context import current_application, request_globals
 from app.database.engine import build_engine
 from app.settings import Settings
 
@@ -42,8 +43,9 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     @app.teardown_appcontext
     def _close_sessions(exc: BaseException | None) -> None:
+        state = request_globals()
         for key in ("db_session", "db_autocommit_session"):
-            _close(g.pop(key, None), exc)
+            _close(state.pop(key, None), exc)
 
 
 class AutocommitSession(Session):
@@ -91,17 +93,20 @@ def engine() -> Engine:
 
 def get_session() -> Session:
     """The session of the current request/app context (created on first use)."""
-    session: Session | None = g.get("db_session")
+    state = request_globals()
+    session: Session | None = state.get("db_session")
     if session is None:
-        session = g.db_session = current_app.extensions[SESSION_FACTORY]()
+        session = state.db_session = current_application().extensions[SESSION_FACTORY]()
     return session
 
 
 def get_autocommit_session() -> Session:
     """The request's autocommit session (module docstring): reads, one-row writes."""
-    session: Session | None = g.get("db_autocommit_session")
+    state = request_globals()
+    session: Session | None = state.get("db_autocommit_session")
     if session is None:
-        session = g.db_autocommit_session = current_app.extensions[AUTOCOMMIT_FACTORY]()
+        factory = current_application().extensions[AUTOCOMMIT_FACTORY]
+        session = state.db_autocommit_session = factory()
     return session
 
 

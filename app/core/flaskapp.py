@@ -9,6 +9,9 @@
 * `ensure_sync`. Flask asks `inspect.iscoroutinefunction` about every hook and view on
   every request (14 times for an authenticated GET here). A function does not change
   from sync to async after it is registered, so the answer is cached per function.
+* Hook dispatch. Flask finds the hooks of a request through `flask.request` (a
+  context-variable proxy) and recomputes `request.blueprints` in each of its three hook
+  steps; `ApiFlask` resolves the request once per step. Hooks run in Flask's order.
 * Header checks. werkzeug checks each header value when it is set and again when
   `get_wsgi_headers` copies the list; `ApiResponse` copies the checked list as it is,
   `append_headers` checks the pipeline's own pairs without werkzeug's dispatch per item.
@@ -18,17 +21,22 @@ Measured by `bench/` (docs/performance.md); behaviour is otherwise Flask's own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from types import FunctionType
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response
+from flask.globals import _cv_request
+from flask.sansio.scaffold import _sentinel
 from flask.sessions import SessionInterface, SessionMixin
+from flask.signals import request_tearing_down
 from werkzeug.datastructures import Headers
 from werkzeug.urls import iri_to_uri
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
+    from flask.typing import ResponseReturnValue
 
 _NO_BODY_LENGTH = frozenset({204, 304})
 _URL_HEADERS = frozenset({"location", "content-location"})
@@ -103,3 +111,42 @@ class ApiFlask(Flask):
         if wrapped is None:
             wrapped = self._sync_wrappers[func] = super().ensure_sync(func)
         return wrapped
+
+    def preprocess_request(self) -> ResponseReturnValue | None:
+        """Flask's: URL value preprocessors, then before_request hooks, app's first."""
+        req = _cv_request.get().request
+        names = (None, *reversed(req.blueprints))
+        for name in names:
+            for url_func in self.url_value_preprocessors.get(name, ()):
+                url_func(req.endpoint, req.view_args)
+        for name in names:
+            for before_func in self.before_request_funcs.get(name, ()):
+                rv = self.ensure_sync(before_func)()
+                if rv is not None:
+                    return rv  # type: ignore[no-any-return]
+        return None
+
+    def process_response(self, response: Response) -> Response:
+        """Flask's: this request's own hooks, then after_request hooks in reverse order."""
+        ctx = _cv_request.get()
+        for func in ctx._after_request_functions:
+            response = self.ensure_sync(func)(response)
+        for name in (*ctx.request.blueprints, None):
+            for func in reversed(self.after_request_funcs.get(name, ())):
+                response = self.ensure_sync(func)(response)
+        if not self.session_interface.is_null_session(ctx._session):
+            session: Any = ctx._session
+            self.session_interface.save_session(self, session, response)
+        return response
+
+    def do_teardown_request(
+        self,
+        exc: BaseException | None = _sentinel,  # type: ignore[assignment]
+    ) -> None:
+        """Flask's: teardown_request hooks in reverse order, then the signal."""
+        if exc is _sentinel:
+            exc = sys.exc_info()[1]
+        for name in (*_cv_request.get().request.blueprints, None):
+            for func in reversed(self.teardown_request_funcs.get(name, ())):
+                self.ensure_sync(func)(exc)
+        request_tearing_down.send(self, _async_wrapper=self.ensure_sync, exc=exc)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, has_request_context
+from flask import Response, has_request_context
 from pydantic import BaseModel
 
 from app.core.encoding import dumpb
-from app.core.request_context import request_globals
+from app.core.request_context import current_application, request_globals
 from app.core.warnings import current_warnings
 
 JSON_MIMETYPE = "application/json"
@@ -58,7 +58,7 @@ def json_response(body: dict[str, Any], status: int = 200, headers: Any = None) 
     """Serialise an envelope into a Flask response."""
     # `content_type`, not `mimetype`: JSON has no charset parameter (RFC 8259 section 11),
     # and werkzeug then skips working one out per response.
-    response = current_app.response_class(
+    response = current_application().response_class(
         dumpb(body), status=status, content_type=JSON_MIMETYPE, headers=headers
     )
     return response

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.core import gates
+from app.auth import gates
 from app.hotstore.client import hot_client
 from app.ratelimit.compiler import DefaultLimit
 from app.ratelimit.leases import LeaseBook
@@ -37,7 +37,7 @@ def init_app(app: Flask, settings: Settings) -> RateLimiter:
 
     Policies come from the config store (`app.extensions["config_store"]`) when the app
     has one, looked up on first use since the store is created later in the factory.
-    The limiter's store also reads the identify stage's deferred gate (app/core/gates.py).
+    The limiter's store also reads the identify stage's deferred gate (app/auth/gates.py).
     Busy callers are served from leases unless `RATE_LIMIT_LEASE_MS` is 0 (leases.py).
     """
     client = hot_client(

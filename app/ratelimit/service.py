@@ -209,7 +209,7 @@ class RateLimiter:
         """Check and consume every limit of `plan` in one script call.
 
         `gates` are read first in the same call: if one exists nothing is charged and the
-        decision is `gated` (see app/core/gates.py).
+        decision is `gated` (see app/auth/gates.py).
         """
         call = _Call()
         for rule in plan.enforced:

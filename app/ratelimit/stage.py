@@ -14,8 +14,9 @@ from typing import Final
 from flask import Flask, Request, Response, current_app
 from flask.ctx import _AppCtxGlobals
 
+from app.auth import gates
 from app.auth.caller import ANONYMOUS, Caller
-from app.core import client_ip, gates
+from app.core import client_ip
 from app.core.errors import ErrorCode
 from app.core.errors.exceptions import DependencyUnavailable, RateLimited
 from app.core.request_context import current_request, request_globals

@@ -16,11 +16,10 @@ from devstack import RedisServer
 from flask import Flask
 from sqlalchemy import Connection
 
-from app.auth import revocation
+from app.auth import gates, revocation
 from app.auth.identify import identify
 from app.auth.revocation_mirror import STALE_AFTER, RevocationMirror
 from app.auth.state import AuthState
-from app.core import gates
 from app.settings import Settings
 from tests.auth.conftest import Account, bearer, build_app, error_code
 from tests.support.processes import wait_for

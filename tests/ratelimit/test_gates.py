@@ -13,7 +13,7 @@ import redis
 from flask import Flask, g
 
 from app.auth.caller import ANONYMOUS, Caller
-from app.core.gates import defer_gate
+from app.auth.gates import defer_gate
 from app.ratelimit.stage import _limit_request, limiter
 from app.ratelimit.store import LimiterStore, build_client
 from tests.ratelimit.conftest import install_policies, one_rule

@@ -7,7 +7,8 @@ limiter reads them in its script call and passes the values back (`Gate.resolve`
 the limiter does not run (a skipped path, no limiter), `resolve_pending_gate()` reads
 them with the reader the limiter registered, or tells the gate Redis is unavailable.
 
-This module is the seam both stages share, so neither imports the other.
+This module is the seam both stages share (auth's, below the limiter's layer), so neither
+imports the other.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from flask import Flask, current_app, g
+from flask import Flask
+
+from app.core.request_context import current_application, request_globals
 
 #: `g` key of the pending gate.
 GATE: Final = "_ratelimit_gate"
@@ -43,17 +46,17 @@ def defer_gate(keys: Sequence[str], resolve: Resolve) -> None:
     `resolve(None)` means Redis was unreachable. Every deferred gate is resolved before
     the view runs (`require_auth` calls `resolve_pending_gate` as a last resort).
     """
-    setattr(g, GATE, Gate(tuple(keys), resolve))
+    setattr(request_globals(), GATE, Gate(tuple(keys), resolve))
 
 
 def pending() -> bool:
     """True while the request has a gate nobody has resolved yet."""
-    return GATE in g
+    return GATE in request_globals()
 
 
 def take_gate() -> Gate | None:
     """The request's pending gate (removed), for the stage that reads it."""
-    gate: Gate | None = g.pop(GATE, None)
+    gate: Gate | None = request_globals().pop(GATE, None)
     return gate
 
 
@@ -67,5 +70,5 @@ def resolve_pending_gate() -> None:
     gate = take_gate()
     if gate is None:
         return
-    reader: Reader | None = current_app.extensions.get(READER)
+    reader: Reader | None = current_application().extensions.get(READER)
     gate.resolve(reader(gate.keys) if reader is not None else None)
