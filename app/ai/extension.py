@@ -30,8 +30,7 @@ def init_app(app: Flask, settings: Settings) -> Gateway:
     if limiter is not None:
         gw.limits_store = limiter.store
         gw.slots_beside_journal = (
-            not settings.cluster_seeds()
-            and (settings.rate_limit_redis_url or settings.redis_url) == settings.redis_url
+            not settings.redis_cluster_nodes and settings.limiter_redis_url() == settings.redis_url
         )
     app.extensions[EXTENSION] = gw
     celery_app = app.extensions.get("celery")

@@ -213,10 +213,10 @@ class Call:
         """Take the most the call can cost from the caller's money budgets (429
         `AI_BUDGET_EXCEEDED` when one cannot cover it)."""
         if self.spend is None:
-            # The worst case is priced only when some money budget can use it.
-            worst = (
-                spend.worst_cost(self.request, self.candidates) if budgeted("usd") else Decimal(0)
-            )
+            if not budgeted("usd"):  # no money budget: nothing to price or reserve
+                self.spend = Reservation(tokens=0, entries=())
+                return
+            worst = spend.worst_cost(self.request, self.candidates)
             self.spend = reserve_money(
                 self.caller, spend.micro_usd(worst), path=self.path, method="POST"
             )

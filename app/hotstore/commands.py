@@ -59,43 +59,32 @@ class ThreadCommands:
         conn.disconnect()  # type: ignore[no-untyped-call]
 
     def __call__(self, *args: str | int | float | bytes) -> object:
-        """Send one command on this thread's connection and read its reply."""
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                conn.connect()  # type: ignore[no-untyped-call]  # Sentinel: finds the master
-                conn.send_command(*args)  # type: ignore[no-untyped-call]
-                return conn.read_response()  # type: ignore[no-untyped-call]
-            except ResponseError:
-                raise  # a whole error reply was read (NOSCRIPT, a script error): link fine
-            except RedisConnectionError:
-                self._drop(conn)
-                if attempt == 2:
-                    raise
-            except BaseException:
-                self._drop(conn)
-                raise
-        raise AssertionError("unreachable")
+        """Send one command on this thread's connection and read its reply (an error
+        reply raised: NOSCRIPT, a script error; the connection stays usable)."""
+        reply = self.pipeline(args)[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
 
     def pipeline(self, *commands: Command) -> list[object]:
         """Send `commands` in one write and read their replies in order, one round trip.
 
         Not a transaction: each command runs on its own. An error reply comes back as the
         `ResponseError` in its place (the others are still read, so the connection stays in
-        step); connection errors are retried once like single commands, which may run a
+        step); connection errors are retried once on a fresh connection, which may run a
         command twice: only idempotent commands, or ones whose repeat is harmless, belong
         here.
         """
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.connect()  # type: ignore[no-untyped-call]
+                conn.connect()  # type: ignore[no-untyped-call]  # Sentinel: finds the master
                 conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
                 replies: list[object] = []
                 for _ in commands:
                     try:
                         replies.append(conn.read_response())  # type: ignore[no-untyped-call]
-                    except ResponseError as exc:
+                    except ResponseError as exc:  # a whole error reply was read
                         replies.append(exc)
                 return replies
             except RedisConnectionError:

@@ -43,7 +43,7 @@ def init_app(app: Flask, settings: Settings) -> RateLimiter:
     client = hot_client(
         settings,
         timeout=settings.rate_limit_redis_timeout,
-        url=settings.rate_limit_redis_url or settings.redis_url,
+        url=settings.limiter_redis_url(),
     )
     store = LimiterStore(client)
     ttl = settings.rate_limit_lease_ms / 1000

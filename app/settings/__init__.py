@@ -35,6 +35,11 @@ class Settings(FeatureSettings, SecuritySettings, ServiceSettings):
         hide_input_in_errors=True,
     )
 
+    def limiter_redis_url(self) -> str:
+        """The Redis of the rate limiter's store without a Cluster: RATE_LIMIT_REDIS_URL,
+        else REDIS_URL. Stages that share a round trip with it ask whether it is REDIS_URL."""
+        return self.rate_limit_redis_url or self.redis_url
+
     @model_validator(mode="after")
     def _fail_closed_on_secrets(self) -> Self:
         relaxed = self.app_env in (Environment.DEVELOPMENT, Environment.TEST)
